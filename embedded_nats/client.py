@@ -1,0 +1,155 @@
+"""How clients find the bus and connect to it, with a bounded connect time.
+
+The URL comes from ``NATS_URL``, else from the running embedded server's state
+file, else the default port on loopback. The user and password come from
+``NATS_USER``/``NATS_PASSWORD``, else from the credentials file for the role.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nats
+from nats.aio.client import Client
+
+from embedded_nats import credentials
+from embedded_nats.credentials import Role
+from embedded_nats.paths import state_dir
+
+log = logging.getLogger(__name__)
+
+DEFAULT_URL = "nats://127.0.0.1:4222"
+SERVER_INFO_FILE_NAME = "nats-server.json"
+
+
+class BusUnreachable(ConnectionError):
+    """The NATS server could not be reached within the connect bound."""
+
+    def __init__(self, url: str, timeout_s: float, cause: BaseException | None = None) -> None:
+        self.url = url
+        self.timeout_s = timeout_s
+        detail = f": {cause}" if cause is not None and str(cause) else ""
+        super().__init__(f"NATS at {url} not reachable within {timeout_s:g} s{detail}")
+
+
+class BusAuthRefused(BusUnreachable):
+    """The server refused the user or password."""
+
+    def __init__(self, url: str, user: str | None) -> None:
+        self.user = user
+        ConnectionError.__init__(self, f"NATS at {url} refused user {user or '(anonymous)'}")
+        self.url = url
+        self.timeout_s = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class BusEndpoint:
+    url: str
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_environment(cls, role: Role, base: Path | None = None) -> BusEndpoint:
+        base = base or state_dir()
+        url = os.environ.get("NATS_URL") or _url_from_state(base) or DEFAULT_URL
+        user = os.environ.get("NATS_USER") or role
+        password = os.environ.get("NATS_PASSWORD")
+        if password is None and user == role:
+            password = os.environ.get(credentials.env_var(role))
+            if password is None and credentials.credentials_file(base).exists():
+                password = credentials.load_or_create(base)[role]
+        return cls(url=url, user=user, password=password)
+
+
+def _url_from_state(base: Path) -> str | None:
+    path = base / SERVER_INFO_FILE_NAME
+    try:
+        url = json.loads(path.read_text())["url"]
+    except (OSError, ValueError, KeyError):
+        return None
+    return str(url)
+
+
+async def connect(
+    endpoint: BusEndpoint,
+    *,
+    name: str,
+    connect_timeout_s: float = 1.0,
+    reconnect: bool = True,
+    error_cb: Callable[[Exception], Awaitable[None]] | None = None,
+    fail_fast: bool = False,
+    **options: Any,
+) -> Client:
+    """Connect within ``connect_timeout_s`` or raise :class:`BusUnreachable`.
+
+    nats-py's own connect retries a down server for minutes, even with
+    reconnects off; here the first connection is bounded, and once connected a
+    long-lived client reconnects for ever (``reconnect=True``). A refused
+    password raises :class:`BusAuthRefused` at once; with ``fail_fast`` the first
+    failed attempt (connection refused) raises :class:`BusUnreachable` at once.
+    """
+
+    first_error: asyncio.Future[Exception] = asyncio.get_running_loop().create_future()
+
+    async def _on_error(exc: Exception) -> None:
+        # While connecting, a refused password never turns good, and with
+        # fail_fast a refused connection means "down now": stop retrying.
+        if not first_error.done() and (fail_fast or _is_auth_error(exc)):
+            first_error.set_result(exc)
+        if error_cb is not None:
+            await error_cb(exc)
+        else:
+            log.warning("nats.error client=%s error=%s", name, exc)
+
+    async def _disconnected() -> None:
+        log.warning("nats.disconnected client=%s url=%s", name, endpoint.url)
+
+    async def _reconnected() -> None:
+        log.info("nats.reconnected client=%s url=%s", name, endpoint.url)
+
+    connecting = asyncio.ensure_future(
+        nats.connect(
+            servers=[endpoint.url],
+            user=endpoint.user,
+            password=endpoint.password,
+            name=name,
+            connect_timeout=connect_timeout_s,
+            allow_reconnect=reconnect,
+            max_reconnect_attempts=-1 if reconnect else 0,
+            reconnect_time_wait=0.25,
+            error_cb=_on_error,
+            disconnected_cb=_disconnected,
+            reconnected_cb=_reconnected,
+            **options,
+        )
+    )
+    waiters: set[asyncio.Future[Any]] = {connecting, first_error}
+    done, _ = await asyncio.wait(
+        waiters, timeout=connect_timeout_s, return_when=asyncio.FIRST_COMPLETED
+    )
+    if connecting in done and connecting.exception() is None:
+        first_error.cancel()
+        return connecting.result()
+    connecting.cancel()
+    cause: BaseException | None = None
+    if first_error.done() and not first_error.cancelled():
+        cause = first_error.result()
+    elif connecting.done() and not connecting.cancelled():
+        cause = connecting.exception()
+    first_error.cancel()
+    await asyncio.gather(connecting, return_exceptions=True)
+    if cause is not None and _is_auth_error(cause):
+        raise BusAuthRefused(endpoint.url, endpoint.user) from cause
+    raise BusUnreachable(endpoint.url, connect_timeout_s, cause) from cause
+
+
+def _is_auth_error(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "authorization violation" in text or "authentication" in text

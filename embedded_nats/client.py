@@ -109,6 +109,10 @@ async def connect(
             log.warning("nats.error client=%s error=%s", name, exc)
 
     async def _disconnected() -> None:
+        connected = connecting.done() and not connecting.cancelled() and not connecting.exception()
+        client = connecting.result() if connected else None
+        if client is not None and (client.is_closed or client.is_draining):
+            return  # our own close(), not an outage
         log.warning("nats.disconnected client=%s url=%s", name, endpoint.url)
 
     async def _reconnected() -> None:

@@ -18,6 +18,7 @@ from nats.aio.client import Client
 
 from bus_contracts.subjects import Subjects
 from embedded_nats import BusEndpoint, NatsServer, Role, connect, render_config
+from tests.hosts import HostProcess
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = PROJECT_ROOT / "data"
@@ -105,3 +106,43 @@ async def host_nc(nats_bus: Bus) -> AsyncIterator[Client]:
 @pytest.fixture
 def data_dir() -> Path:
     return DATA_DIR
+
+
+class HostFactory:
+    """Starts host trainers for one test and ends every one of them afterwards."""
+
+    def __init__(self, bus: Bus, subjects: Subjects, work_dir: Path) -> None:
+        self._bus = bus
+        self._subjects = subjects
+        self._work_dir = work_dir
+        self.started: list[HostProcess] = []
+
+    async def __call__(self, host_id: str = "host-a", **settings: str) -> HostProcess:
+        host = HostProcess(
+            url=self._bus.url,
+            password=self._bus.passwords["host_trainer"],
+            subjects=self._subjects,
+            work_dir=self._work_dir,
+            host_id=host_id,
+            settings={f"HOST_TRAINER_{k.upper()}": v for k, v in settings.items()},
+        )
+        self.started.append(host)
+        nc = await self._bus.connect("backend", name="host-ready")
+        try:
+            await host.wait_ready(nc)
+        finally:
+            await nc.close()
+        return host
+
+
+@pytest.fixture
+async def host_trainer(
+    nats_bus: Bus, subjects: Subjects, tmp_path: Path
+) -> AsyncIterator[HostFactory]:
+    """``await host_trainer(max_concurrent_jobs="2")`` starts a real host trainer."""
+    factory = HostFactory(nats_bus, subjects, tmp_path)
+    try:
+        yield factory
+    finally:
+        for host in factory.started:
+            host.stop()

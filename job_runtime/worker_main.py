@@ -1,0 +1,15 @@
+"""Entry point of a worker process: ``python -m job_runtime.worker_main FD``.
+
+Kept apart from :mod:`job_runtime.worker_process` so that the module run as
+``__main__`` is never one the package has already imported.
+"""
+
+import signal
+import sys
+from multiprocessing.connection import Connection
+
+from job_runtime.worker_process import run_assignment
+
+# The parent decides when a worker ends; a Ctrl-C in its terminal is for the parent.
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+run_assignment(Connection(int(sys.argv[1])))

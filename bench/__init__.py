@@ -1,0 +1,1 @@
+"""Benchmarks that print side-by-side figures; ``python -m bench`` runs them all."""

@@ -7,6 +7,9 @@ seeded weights. The bare loops do what a careful hand-written loop does:
 seeded ``randperm`` slices of on-device tensors, forward, weighted
 cross-entropy, backward, gradient clipping, Adam, and a validation pass per
 epoch; no progress, accuracy, cancellation checks or best-weight copies.
+"engine" runs on torch's thread count like the bare loops; "engine/auto" lets
+the engine pick (one thread for a model this small, see
+``training_engine.loop.cpu_threads_for``).
 "bare" uses ``torch.optim.Adam`` with its default kernel; "bare+fused" uses the
 fused Adam the engine uses, so ``engine / bare+fused`` is the cost of the engine's
 bookkeeping alone. Runs are interleaved (rotating order) and the medians
@@ -118,12 +121,14 @@ def bare_loop(data: Data, epochs: int, batch: int, seed: int, *, fused: bool) ->
     return time.perf_counter() - start
 
 
-def engine_loop(data: Data, epochs: int, batch: int, seed: int) -> float:
+def engine_loop(data: Data, epochs: int, batch: int, seed: int, threads: int) -> float:
     from training_engine.loop import LoopConfig, train
 
     x, y, xv, yv = data
     model = make_model(x.shape[1], x.device, seed)
-    config = LoopConfig(epochs=epochs, batch_size=batch, early_stopping=False, seed=seed)
+    config = LoopConfig(
+        epochs=epochs, batch_size=batch, early_stopping=False, seed=seed, cpu_threads=threads
+    )
     start = time.perf_counter()
     train(model, x, y, xv, yv, config=config, sink=NullSink(), classes=3)
     return time.perf_counter() - start
@@ -137,13 +142,15 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     device = torch.device(args.device)
+    threads = torch.get_num_threads()
     data, source = load_data(device)
     n = data[0].shape[0]
     print(f"data: {source}; {n} training / {data[2].shape[0]} validation rows")
     print(f"model mlp[64,32], batch {args.batch_size}, {args.epochs} epochs, {device}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")  # fmt: skip
     runs: dict[str, Callable[[int], float]] = {
-        "engine": lambda seed: engine_loop(data, args.epochs, args.batch_size, seed),
+        "engine": lambda seed: engine_loop(data, args.epochs, args.batch_size, seed, threads),
+        "engine/auto": lambda seed: engine_loop(data, args.epochs, args.batch_size, seed, 0),
         "bare": lambda seed: bare_loop(data, args.epochs, args.batch_size, seed, fused=False),
         "bare+fused": lambda seed: bare_loop(data, args.epochs, args.batch_size, seed, fused=True),
     }

@@ -263,3 +263,22 @@ def test_config_from_spec() -> None:
     config = LoopConfig.from_spec(spec)
     assert (config.epochs, config.batch_size, config.early_stopping) == (3, "auto", False)
     assert config.seed == spec.seed
+
+
+def test_small_models_train_on_one_cpu_thread_and_restore_the_setting() -> None:
+    from training_engine.loop import cpu_threads_for
+
+    small = MLP(30, 3, [64, 32])
+    big = MLP(30, 3, [2048, 1024, 512])
+    assert cpu_threads_for(small, 256) == 1
+    assert cpu_threads_for(big, 1024) == torch.get_num_threads()
+    assert cpu_threads_for(small, 256, requested=3) == 3
+    before = torch.get_num_threads()
+    seen: list[int] = []
+
+    def hook(size: int) -> None:
+        seen.append(torch.get_num_threads())
+
+    _run(_data(300), LoopConfig(epochs=1, batch_size=64), oom_hook=hook)
+    assert set(seen) == {1}
+    assert torch.get_num_threads() == before

@@ -8,6 +8,7 @@ file, else the default port on loopback. The user and password come from
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -109,25 +110,24 @@ async def connect(
             log.warning("nats.error client=%s error=%s", name, exc)
 
     async def _disconnected() -> None:
-        connected = connecting.done() and not connecting.cancelled() and not connecting.exception()
-        client = connecting.result() if connected else None
-        if client is not None and (client.is_closed or client.is_draining):
+        if client.is_closed or client.is_draining:
             return  # our own close(), not an outage
         log.warning("nats.disconnected client=%s url=%s", name, endpoint.url)
 
     async def _reconnected() -> None:
         log.info("nats.reconnected client=%s url=%s", name, endpoint.url)
 
+    client = Client()
     connecting = asyncio.ensure_future(
-        nats.connect(
+        client.connect(
             servers=[endpoint.url],
             user=endpoint.user,
             password=endpoint.password,
             name=name,
-            connect_timeout=connect_timeout_s,
+            connect_timeout=connect_timeout_s,  # type: ignore[arg-type] # annotated int, takes seconds as float
             allow_reconnect=reconnect,
             max_reconnect_attempts=-1 if reconnect else 0,
-            reconnect_time_wait=0.25,
+            reconnect_time_wait=0.25,  # type: ignore[arg-type]
             error_cb=_on_error,
             disconnected_cb=_disconnected,
             reconnected_cb=_reconnected,
@@ -140,7 +140,7 @@ async def connect(
     )
     if connecting in done and connecting.exception() is None:
         first_error.cancel()
-        return connecting.result()
+        return client
     connecting.cancel()
     cause: BaseException | None = None
     if first_error.done() and not first_error.cancelled():
@@ -149,6 +149,9 @@ async def connect(
         cause = connecting.exception()
     first_error.cancel()
     await asyncio.gather(connecting, return_exceptions=True)
+    # A cancelled connect leaves its socket open: close it, or it leaks.
+    with contextlib.suppress(Exception):
+        await client.close()
     if cause is not None and _is_auth_error(cause):
         raise BusAuthRefused(endpoint.url, endpoint.user) from cause
     raise BusUnreachable(endpoint.url, connect_timeout_s, cause) from cause

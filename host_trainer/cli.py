@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Awaitable
 from pathlib import Path
-from typing import TypeVar, cast
+from typing import TypeVar
 
 import msgspec
 import nats.errors
@@ -34,6 +34,7 @@ from prometheus_client import CollectorRegistry, PlatformCollector, ProcessColle
 
 from bus_contracts.codec import decode_reply, encode
 from bus_contracts.messages.health import HealthReport, HealthRequest
+from bus_contracts.messages.performance import TrainingPerformance
 from embedded_nats import BusAuthRefused, BusEndpoint, BusUnreachable, connect
 from embedded_nats.credentials import credentials_file, env_var, load_or_create
 from embedded_nats.paths import state_dir
@@ -71,8 +72,13 @@ async def open_jobs(config: HostConfig, nc: Client, metrics: HostMetrics) -> Job
         _manager_config(config), js=js, registry=registry, subjects=config.subjects
     )
 
-    def finished(record: JobRecord, seconds: float) -> None:
+    def finished(
+        record: JobRecord, seconds: float, performance: TrainingPerformance | None
+    ) -> None:
         metrics.job_finished(record.state, seconds)
+        if performance is not None:
+            training = performance.training
+            metrics.add_samples(training.train_samples * training.epochs_run)
         counts = manager.counts()
         metrics.set_jobs(running=counts.running, queued=counts.queued)
 
@@ -81,9 +87,7 @@ async def open_jobs(config: HostConfig, nc: Client, metrics: HostMetrics) -> Job
 
 
 def _manager_config(config: HostConfig) -> ManagerConfig:
-    # ManagerConfig declares plain (settable) attributes; HostConfig is frozen, and
-    # the manager only reads it.
-    return cast("ManagerConfig", config)
+    return config
 
 
 # ---- serve ------------------------------------------------------------------------

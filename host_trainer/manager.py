@@ -37,15 +37,24 @@ log = logging.getLogger(__name__)
 class ManagerConfig(Protocol):
     """The part of the host configuration the manager reads (some keys reload)."""
 
-    host_id: str
-    data_dir: Path
-    models_dir: Path
-    max_concurrent_jobs: int
-    max_queued_jobs: int
-    progress_interval_s: float
-    heartbeat_interval_s: float
-    lost_after_s: float
-    stop_grace_s: float
+    @property
+    def host_id(self) -> str: ...
+    @property
+    def data_dir(self) -> Path: ...
+    @property
+    def models_dir(self) -> Path: ...
+    @property
+    def max_concurrent_jobs(self) -> int: ...
+    @property
+    def max_queued_jobs(self) -> int: ...
+    @property
+    def progress_interval_s(self) -> float: ...
+    @property
+    def heartbeat_interval_s(self) -> float: ...
+    @property
+    def lost_after_s(self) -> float: ...
+    @property
+    def stop_grace_s(self) -> float: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +63,9 @@ class JobCounts:
     queued: int
 
 
-JobFinishedHook = Callable[[JobRecord, float], None]
-"""Called with the final record and the job's run time in seconds."""
+JobFinishedHook = Callable[[JobRecord, float, TrainingPerformance | None], None]
+"""Called with the final record, the job's run time in seconds and, when it
+completed, its performance report."""
 
 
 class JobManager:
@@ -78,6 +88,7 @@ class JobManager:
         self._accepting = True
         self.on_job_finished: list[JobFinishedHook] = []
         self.max_running_seen = 0
+        self._queue_heartbeat: asyncio.Task[None] | None = None
 
     # ---- the endpoints' answers -------------------------------------------------
 
@@ -113,6 +124,7 @@ class JobManager:
             worker_factory=self._worker_factory,
         )
         self._queue.append(runner)
+        self._ensure_queue_heartbeat()
         position = len(self._queue)
         await runner.announce_queued(position)
         log.info("job.accepted task_id=%s queue_position=%d", task_id, position)
@@ -162,6 +174,8 @@ class JobManager:
             return await self.status(task_id)
         if task_id in self._running:
             runner, _ = self._running[task_id]
+            if runner.stopping:
+                return status
             # Reply now; the worker ends within the grace period, then is terminated.
             asyncio.create_task(runner.stop(reason))  # noqa: RUF006 - tracked by the run task
             return status
@@ -241,7 +255,18 @@ class JobManager:
             self._running.pop(runner.task_id, None)
             self._schedule()
         for hook in self.on_job_finished:
-            hook(record, time.monotonic() - began)
+            hook(record, time.monotonic() - began, runner.performance)
+
+    def _ensure_queue_heartbeat(self) -> None:
+        if self._queue_heartbeat is None or self._queue_heartbeat.done():
+            self._queue_heartbeat = asyncio.create_task(self._heartbeat_queued())
+
+    async def _heartbeat_queued(self) -> None:
+        """Waiting jobs are alive as long as this host is: say so, or they read as lost."""
+        while self._queue:
+            await asyncio.sleep(self.config.heartbeat_interval_s)
+            for runner in list(self._queue):
+                await runner.heartbeat()
 
     def reload(self, config: ManagerConfig) -> None:
         """New limits apply to the next scheduling decision; running jobs are untouched."""
@@ -251,6 +276,8 @@ class JobManager:
     async def shutdown(self, reason: str, timeout_s: float) -> None:
         """Stop taking jobs, cancel queued ones, end running ones as failed with ``reason``."""
         self._accepting = False
+        if self._queue_heartbeat is not None:
+            self._queue_heartbeat.cancel()
         while self._queue:
             await self._queue.popleft().cancel_queued(reason)
         running = list(self._running.values())

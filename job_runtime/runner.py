@@ -106,6 +106,20 @@ class JobRunner:
     def worker_pid(self) -> int | None:
         return self._worker.pid if self._worker else None
 
+    async def _emit_after_save(
+        self, event_type: type[Any], *, percent: float | None = None, **fields: Any
+    ) -> ProgressEvent:
+        """The final event: the registry shows the final state before anyone hears of it."""
+        event: ProgressEvent = self._sequencer.next(event_type, percent=percent, **fields)
+        self.record.last_seq = event.seq
+        self.record.percent = event.percent
+        if self._registry is not None:
+            await self._with_retries(self._save_strict)
+        await self.events.append(event)
+        if self._publisher is not None:
+            self._publisher.publish(event)
+        return event
+
     async def _emit(
         self, event_type: type[Any], *, percent: float | None = None, **fields: Any
     ) -> ProgressEvent:
@@ -284,11 +298,17 @@ class JobRunner:
     ) -> None:
         self.record.state = state  # type: ignore[assignment]
         self.record.finished_at = utcnow()
-        await self._emit(event_type, percent=percent, **fields)
+        await self._emit_after_save(event_type, percent=percent, **fields)
         log.info("job.%s task_id=%s executor=%s", state, self.task_id, self.executor)
-        if self._registry is not None:
-            await self._with_retries(self._save_strict)
         await self.close()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping is not None or self._abort is not None
+
+    async def heartbeat(self) -> None:
+        """Tell the registry this job's owner is alive (used while it waits in a queue)."""
+        await self._save()
 
     async def _heartbeat(self) -> None:
         while True:

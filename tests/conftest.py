@@ -48,6 +48,7 @@ def start_bus(tmp: Path, *, root_pattern: str = "*.training") -> Bus:
         "host_trainer": secrets.token_urlsafe(16),
         "observer": secrets.token_urlsafe(16),
     }
+    tmp.mkdir(parents=True, exist_ok=True)
     config = tmp / "nats-server.conf"
     config.write_text(render_config(root_pattern))
     server = NatsServer(

@@ -12,7 +12,10 @@ from bus_contracts.subjects import Subjects
 
 PROGRESS_MAX_AGE_S = 7 * 24 * 3600
 PROGRESS_MAX_MSGS_PER_JOB = 100_000
-PROGRESS_MAX_BYTES = 1 << 30
+# Bounded by age and message counts, not by max_bytes: JetStream reserves a
+# stream's max_bytes from the server's store up front, so a byte cap would hold
+# space whether or not it is used. The server's max_file_store caps the total.
+PROGRESS_MAX_MSGS = 5_000_000
 # Re-published events (a retry after a lost ack, a server restart) are dropped by
 # the stream within this window: it must outlast any realistic outage.
 DUPLICATE_WINDOW_S = 10 * 60
@@ -26,7 +29,7 @@ async def ensure_progress_stream(js: JetStreamContext, subjects: Subjects) -> No
         storage=StorageType.FILE,
         max_age=PROGRESS_MAX_AGE_S,
         max_msgs_per_subject=PROGRESS_MAX_MSGS_PER_JOB,
-        max_bytes=PROGRESS_MAX_BYTES,
+        max_msgs=PROGRESS_MAX_MSGS,
         discard=DiscardPolicy.OLD,
         duplicate_window=DUPLICATE_WINDOW_S,
     )

@@ -62,6 +62,9 @@ class TestMetrics(msgspec.Struct, frozen=True, kw_only=True):
     baseline_accuracy: float
     """Accuracy of always predicting the training split's most common class."""
     samples: int
+    test_majority_accuracy: float = 0.0
+    """Accuracy of always predicting the test split's own most common class: a
+    hindsight bar (it knows the test period's regime) that a model should beat."""
 
 
 class ModelInfo(msgspec.Struct, frozen=True, kw_only=True):

@@ -44,6 +44,8 @@ def test_test_metrics_against_hand_computed_values() -> None:
     assert got.loss == 0.75
     # Baseline: HOLD is the training split's majority; it is 3 of 9 test rows.
     assert got.baseline_accuracy == pytest.approx(3 / 9)
+    # Hindsight: SELL is the test split's own majority, 4 of 9 rows.
+    assert got.test_majority_accuracy == pytest.approx(4 / 9)
 
 
 def test_zero_division_gives_zero() -> None:
@@ -57,6 +59,7 @@ def test_zero_division_gives_zero() -> None:
     assert got.per_class["HOLD"].precision == pytest.approx(2 / 3)
     assert got.per_class["HOLD"].recall == 1.0
     assert got.baseline_accuracy == 0.0
+    assert got.test_majority_accuracy == pytest.approx(2 / 3)
 
 
 def test_majority_class_ties_go_to_the_lowest_index() -> None:

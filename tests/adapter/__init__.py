@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, cast
 
-from backend_adapter import RouterSettings
+from backend_adapter import RouterSettings, TrainingRouter
 from bus_contracts.messages.progress import FINAL_EVENT_TYPES, ProgressEvent
 from bus_contracts.messages.start import StartTraining
 from bus_contracts.strategy import EarlyStoppingSpec, Strategy, TrainingSpec
@@ -18,6 +18,41 @@ from job_runtime import WorkerHandle
 from job_runtime.worker_protocol import WorkerFailed, WorkerMessage, WorkerPhase, WorkerStarted
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "data"
+
+RouterFactory = Callable[..., Awaitable[TrainingRouter]]
+"""``await make_router(endpoint=..., workers=..., clock=..., **settings)``."""
+
+
+class FakeClock:
+    """A monotonic clock that moves only when told to."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def fallbacks(router: TrainingRouter, reason: str) -> float:
+    value = router.metrics.registry.get_sample_value(
+        "training_router_fallbacks_total", {"reason": reason}
+    )
+    return value or 0.0
+
+
+def routed(router: TrainingRouter, route: str) -> float:
+    value = router.metrics.registry.get_sample_value(
+        "training_router_routes_total", {"route": route}
+    )
+    return value or 0.0
+
+
+def decision_sum_s(router: TrainingRouter) -> float:
+    """Total decision time of the router's starts so far."""
+    return router.metrics.registry.get_sample_value("training_router_decision_seconds_sum") or 0.0
 
 
 def tiny_request(
@@ -42,7 +77,7 @@ def router_settings(subjects: Subjects, tmp_path: Path, **overrides: Any) -> Rou
     values: dict[str, Any] = {
         "subject_root": subjects.root,
         "data_dir": DATA_DIR,
-        "models_dir": tmp_path / "models",
+        "models_dir": tmp_path / "local-models",
         "heartbeat_interval_s": 0.2,
         "lost_after_s": 3.0,
         "reconnect_interval_s": 0.0,

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from nats.js.errors import NotFoundError
+from prometheus_client import CollectorRegistry
 
+from backend_adapter import TrainingRouter
 from bus_contracts.subjects import Subjects
-from tests.conftest import Bus
+from embedded_nats import BusEndpoint
+from tests.conftest import Bus, start_bus
+
+from . import RouterFactory, Workers, router_settings
 
 
 @pytest.fixture(autouse=True)
@@ -37,3 +44,49 @@ async def _drop_jetstream_resources(request: pytest.FixtureRequest) -> AsyncIter
             await js.delete_object_store(subjects.models_bucket)
     finally:
         await nc.close()
+
+
+@pytest.fixture
+def own_nats(tmp_path: Path) -> Iterator[Bus]:
+    """A server of this test's own, to stop and start (conftest's private_nats does
+    not create its folder yet)."""
+    folder = tmp_path / "own-nats"
+    folder.mkdir()
+    bus = start_bus(folder)
+    try:
+        yield bus
+    finally:
+        bus.server.stop()
+
+
+@pytest.fixture
+async def make_router(
+    nats_bus: Bus, subjects: Subjects, tmp_path: Path
+) -> AsyncIterator[RouterFactory]:
+    """Opens routers on the test's subject root (each like a backend process of its
+    own) and closes them all afterwards."""
+    opened: list[TrainingRouter] = []
+
+    async def make(
+        endpoint: BusEndpoint | None = None,
+        workers: Workers | None = None,
+        clock: Callable[[], float] | None = None,
+        **settings: Any,
+    ) -> TrainingRouter:
+        kwargs: dict[str, Any] = {"worker_factory": workers} if workers is not None else {}
+        router = TrainingRouter(
+            router_settings(subjects, tmp_path, **settings),
+            endpoint=endpoint or nats_bus.endpoint("backend"),
+            metrics_registry=CollectorRegistry(),
+            clock=clock,
+            **kwargs,
+        )
+        await router.open()
+        opened.append(router)
+        return router
+
+    try:
+        yield make
+    finally:
+        for router in reversed(opened):
+            await router.aclose()

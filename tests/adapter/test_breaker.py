@@ -11,16 +11,7 @@ from prometheus_client import CollectorRegistry
 from backend_adapter import CircuitBreaker, RouterMetrics
 from backend_adapter.breaker import BreakerState
 
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from . import FakeClock
 
 
 def make(

@@ -6,78 +6,31 @@ import asyncio
 import re
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from nats.aio.client import Client
-from prometheus_client import CollectorRegistry
 
-from backend_adapter import HostUnavailable, TrainingRouter, follow_progress
+from backend_adapter import HostUnavailable, follow_progress
 from bus_contracts.errors import BadRequest, Conflict, NotFound
 from bus_contracts.messages.jobs import ListJobs
 from bus_contracts.messages.progress import Cancelled, Completed, Started
 from bus_contracts.strategy import Strategy, TrainingSpec
 from bus_contracts.subjects import Subjects
 from embedded_nats import BusEndpoint
-from tests.conftest import Bus, start_bus
+from tests.conftest import Bus
 
-from . import Workers, assert_gapless, collect, eventually, router_settings, tiny_request
-
-RouterFactory = Callable[..., Awaitable[TrainingRouter]]
-
-
-@pytest.fixture
-def own_nats(tmp_path: Path) -> Iterator[Bus]:
-    """A server of this test's own, to stop and start (like conftest's own_nats,
-    which does not create its folder yet)."""
-    folder = tmp_path / "own-nats"
-    folder.mkdir()
-    bus = start_bus(folder)
-    try:
-        yield bus
-    finally:
-        bus.server.stop()
-
-
-def fallbacks(router: TrainingRouter, reason: str) -> float:
-    value = router.metrics.registry.get_sample_value(
-        "training_router_fallbacks_total", {"reason": reason}
-    )
-    return value or 0.0
-
-
-def decision_sum_s(router: TrainingRouter) -> float:
-    return router.metrics.registry.get_sample_value("training_router_decision_seconds_sum") or 0.0
-
-
-@pytest.fixture
-async def make_router(
-    nats_bus: Bus, subjects: Subjects, tmp_path: Path
-) -> AsyncIterator[RouterFactory]:
-    """Opens routers (each like a backend process of its own); closes them all."""
-    opened: list[TrainingRouter] = []
-
-    async def make(
-        endpoint: BusEndpoint | None = None, workers: Workers | None = None, **settings: Any
-    ) -> TrainingRouter:
-        kwargs: dict[str, Any] = {"worker_factory": workers} if workers is not None else {}
-        router = TrainingRouter(
-            router_settings(subjects, tmp_path, **settings),
-            endpoint=endpoint or nats_bus.endpoint("backend"),
-            metrics_registry=CollectorRegistry(),
-            **kwargs,
-        )
-        await router.open()
-        opened.append(router)
-        return router
-
-    try:
-        yield make
-    finally:
-        for router in reversed(opened):
-            await router.aclose()
+from . import (
+    RouterFactory,
+    Workers,
+    assert_gapless,
+    collect,
+    decision_sum_s,
+    eventually,
+    fallbacks,
+    routed,
+    tiny_request,
+)
 
 
 async def test_no_host_trainer_means_local_at_once_and_it_looks_like_a_host_job(
@@ -225,10 +178,7 @@ async def test_an_invalid_request_is_refused_before_routing(make_router: RouterF
     with pytest.raises(BadRequest, match=r"strategy\.training\.epochs") as info:
         await router.start(bad)
     assert info.value.field == "strategy.training.epochs"
-    routed = router.metrics.registry.get_sample_value(
-        "training_router_routes_total", {"route": "local"}
-    )
-    assert routed == 0
+    assert routed(router, "local") == routed(router, "host") == 0
     with pytest.raises(BadRequest, match="task id"):
         await router.status("not a task id")
 

@@ -88,6 +88,7 @@ log = logging.getLogger(__name__)
 
 _R = TypeVar("_R", bound=Reply)
 _CLIENT_NAME = "training-router"
+_ERROR_REPEAT_S = 60.0
 # Failures of the bus itself (not of a host trainer): connection gone, JetStream
 # API errors, timeouts. nats.errors.TimeoutError is an OSError too.
 _BUS_ERRORS = (nats.errors.Error, OSError)
@@ -136,6 +137,7 @@ class TrainingRouter:
         self._registry: JobRegistry | None = None
         self._reconnector: asyncio.Task[None] | None = None
         self._warned_unreachable = False
+        self._last_error = ("", 0.0)
 
     # ---- life cycle ------------------------------------------------------------------
 
@@ -184,6 +186,7 @@ class TrainingRouter:
                 name=_CLIENT_NAME,
                 connect_timeout_s=self.settings.connect_timeout_s,
                 fail_fast=True,
+                error_cb=self._on_nats_error,
             )
         except BusUnreachable as exc:  # BusAuthRefused included
             if not self._warned_unreachable:
@@ -210,6 +213,18 @@ class TrainingRouter:
         self._nc, self._js, self._registry = nc, js, registry
         log.info("router.bus_connected url=%s root=%s", endpoint.url, self.subjects.root)
         return True
+
+    async def _on_nats_error(self, exc: Exception) -> None:
+        # While NATS is unreachable, a failed attempt is the expected outcome (logged
+        # once, by _connect); once connected, errors (permissions, a lost link) matter.
+        # The same error over and over (a reconnect loop) is logged once a minute.
+        text, now = str(exc), time.monotonic()
+        repeated = text == self._last_error[0] and now - self._last_error[1] < _ERROR_REPEAT_S
+        if self._nc is None or repeated:
+            log.debug("router.nats_error error=%s", text)
+            return
+        self._last_error = (text, now)
+        log.warning("router.nats_error error=%s", text)
 
     async def _reconnect(self) -> None:
         while True:

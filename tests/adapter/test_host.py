@@ -83,7 +83,7 @@ async def test_a_hung_host_opens_the_circuit_then_one_trial_closes_it(
     on_host = [a.task_id for a in burst if a.executor == "host"]
     assert len(on_host) == 1  # exactly one trial reached the host
     assert fallbacks(router, "breaker_open") == 1 + 19
-    assert router.breaker.state == "closed"
+    assert router.breaker.state == "closed"  # type: ignore[comparison-overlap]
     assert routed(router, "host") == 1
 
     # The timed-out starts reached the host after it woke: it found them claimed
@@ -115,6 +115,45 @@ async def test_a_4xx_answer_is_the_callers_error(
     again = await router.start(tiny_request("taken"))  # a retry is idempotent
     assert (again.executor, again.created) == ("host", False)
     await router.stop("taken", "test over")
+
+
+async def test_a_5xx_answer_counts_as_a_failure_and_the_job_runs_here(
+    host_trainer: HostFactory, make_router: RouterFactory
+) -> None:
+    await host_trainer(max_queued_jobs="0")  # one job at a time, no queue: 503 when busy
+    workers = Workers()
+    router = await make_router(workers=workers, breaker_failure_threshold=2)
+    busy = await router.start(tiny_request("busy"))
+    assert busy.executor == "host"
+    overflow = await router.start(tiny_request("overflow"))
+    assert overflow.executor == "local"
+    assert fallbacks(router, "server_error") == 1
+    assert router.breaker.consecutive_failures == 1
+
+    async def ran_here() -> bool:
+        return workers.started == ["overflow"]
+
+    await eventually(ran_here)
+    await router.stop("busy", "test over")
+
+
+async def test_a_cancelled_start_is_not_a_failure(
+    host_trainer: HostFactory, make_router: RouterFactory
+) -> None:
+    host = await host_trainer()
+    router = await make_router(start_timeout_s=5, breaker_failure_threshold=1)
+    host.send(signal.SIGSTOP)
+    try:
+        start = asyncio.create_task(router.start(tiny_request("impatient")))
+        await asyncio.sleep(0.2)
+        start.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await start
+    finally:
+        host.send(signal.SIGCONT)
+    assert router.breaker.state == "closed"  # threshold 1, yet closed
+    assert router.breaker.consecutive_failures == 0
+    assert routed(router, "host") == routed(router, "local") == 0
 
 
 async def test_a_job_the_host_accepted_first_is_never_run_here(

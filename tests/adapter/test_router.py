@@ -221,3 +221,26 @@ async def test_a_stop_from_another_backend_goes_through_the_registry(
         await other.stop("shared")
     with pytest.raises(Conflict, match="once it completed"):
         await other.performance("shared")
+
+
+async def test_a_router_that_started_without_nats_connects_when_it_appears(
+    own_nats: Bus, make_router: RouterFactory
+) -> None:
+    own_nats.server.stop()
+    workers = Workers()
+    router = await make_router(
+        endpoint=own_nats.endpoint("backend"), workers=workers, reconnect_interval_s=0.1
+    )
+    assert not router.connected
+    early = await router.start(tiny_request("before"))
+    assert early.executor == "local"
+    own_nats.server.start()
+
+    async def connected() -> bool:
+        return router.connected
+
+    await eventually(connected)
+    later = await router.start(tiny_request("after"))
+    assert later.executor == "local"
+    assert fallbacks(router, "no_responders") == 1  # it asked the bus this time
+    assert (await router.status("before")).state == "running"  # still answered from memory

@@ -33,6 +33,8 @@ def _server(base: Path) -> NatsServer:
         store_dir=base / "jetstream",
         passwords=credentials.load_or_create(base),
         host=os.environ.get("NATS_HOST", "127.0.0.1"),
+        monitor_host=os.environ.get("NATS_MONITOR_HOST", "127.0.0.1"),
+        websocket_host=os.environ.get("NATS_WS_HOST", "127.0.0.1"),
         port=port("NATS_PORT"),
         monitor_port=port("NATS_MONITOR_PORT"),
         websocket_port=port("NATS_WS_PORT"),
@@ -44,8 +46,8 @@ def _run(base: Path) -> int:
     server = _server(base)
     info = ServerInfo(
         url=f"nats://{server.host}:{server.port}",
-        monitoring_url=f"http://{server.host}:{server.monitor_port}",
-        websocket_url=f"ws://{server.host}:{server.websocket_port}",
+        monitoring_url=f"http://{server.monitor_host}:{server.monitor_port}",
+        websocket_url=f"ws://{server.websocket_host}:{server.websocket_port}",
         pid=os.getpid(),
     )
     info.write(base / SERVER_INFO_FILE_NAME)

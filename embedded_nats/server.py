@@ -64,6 +64,8 @@ class NatsServer:
         passwords: dict[Role, str],
         config: Path = CONFIG_FILE,
         host: str = "127.0.0.1",
+        monitor_host: str = "127.0.0.1",
+        websocket_host: str = "127.0.0.1",
         port: int = -1,
         monitor_port: int = -1,
         websocket_port: int = -1,
@@ -72,6 +74,10 @@ class NatsServer:
         self.config = config
         self.store_dir = store_dir
         self.host = host
+        # Monitoring (/varz, /connz) has no authentication: it stays on loopback even
+        # when clients are let in from containers.
+        self.monitor_host = monitor_host
+        self.websocket_host = websocket_host
         self.port = port
         self.monitor_port = monitor_port
         self.websocket_port = websocket_port
@@ -87,7 +93,8 @@ class NatsServer:
         env.update(
             NATS_HOST=self.host,
             NATS_PORT=str(self.port),
-            NATS_MONITOR_HOST_PORT=f"{self.host}:{self.monitor_port}",
+            NATS_MONITOR_HOST_PORT=f"{self.monitor_host}:{self.monitor_port}",
+            NATS_WS_HOST=self.websocket_host,
             NATS_WS_PORT=str(self.websocket_port),
             NATS_STORE_DIR=str(self.store_dir),
         )
@@ -119,6 +126,8 @@ class NatsServer:
         ports_dir.mkdir(parents=True, exist_ok=True)
         for stale in ports_dir.glob("*.ports"):
             stale.unlink()
+        if self._log is not None:
+            self._log.close()
         self._log = open(self.log_file, "ab") if self.log_file else None  # noqa: SIM115
         self._process = subprocess.Popen(
             [str(nats_server_binary()), "-c", str(self.config), "--ports_file_dir", str(ports_dir)],
@@ -139,7 +148,7 @@ class NatsServer:
             if self._process.poll() is not None:
                 raise RuntimeError(
                     f"nats-server exited with code {self._process.returncode} at start-up"
-                    + (f"; see {self.log_file}" if self.log_file else "")
+                    + self._log_tail()
                 )
             if ports_file.exists():
                 ports = json.loads(ports_file.read_text() or "{}")
@@ -155,6 +164,12 @@ class NatsServer:
             time.sleep(0.005)
         self.stop()
         raise TimeoutError(f"nats-server not ready within {timeout_s} s")
+
+    def _log_tail(self, lines: int = 5) -> str:
+        if self.log_file is None or not self.log_file.exists():
+            return ""
+        tail = self.log_file.read_text(errors="replace").splitlines()[-lines:]
+        return f"; {self.log_file} ends with:\n" + "\n".join(tail)
 
     def _pin_ports(self, info: ServerInfo) -> None:
         self.port = _port_of(info.url)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,19 +14,15 @@ from prometheus_client import CollectorRegistry
 from backend_adapter import TrainingRouter
 from bus_contracts.subjects import Subjects
 from embedded_nats import BusEndpoint
-from tests.conftest import Bus, start_bus
+from tests.conftest import Bus
 
 from . import RouterFactory, Workers, router_settings
 
 
 @pytest.fixture(autouse=True)
 async def _drop_jetstream_resources(request: pytest.FixtureRequest) -> AsyncIterator[None]:
-    """After a test on the shared server, delete the stream and buckets of its root.
-
-    Each progress stream reserves its byte limit (1 GiB) of the server's file
-    store (8 GB): without this, the ninth test root on one server is refused
-    with "insufficient storage resources".
-    """
+    """After a test on the shared server, delete the stream and buckets of its root,
+    so that a long session leaves the server's store as it found it."""
     if "subjects" not in request.fixturenames or "nats_bus" not in request.fixturenames:
         yield
         return
@@ -44,19 +40,6 @@ async def _drop_jetstream_resources(request: pytest.FixtureRequest) -> AsyncIter
             await js.delete_object_store(subjects.models_bucket)
     finally:
         await nc.close()
-
-
-@pytest.fixture
-def own_nats(tmp_path: Path) -> Iterator[Bus]:
-    """A server of this test's own, to stop and start (conftest's private_nats does
-    not create its folder yet)."""
-    folder = tmp_path / "own-nats"
-    folder.mkdir()
-    bus = start_bus(folder)
-    try:
-        yield bus
-    finally:
-        bus.server.stop()
 
 
 @pytest.fixture

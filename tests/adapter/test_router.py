@@ -86,11 +86,11 @@ def _closed_port() -> int:
 
 @pytest.mark.parametrize("how", ["server_stopped", "closed_port"])
 async def test_with_nats_down_everything_works_in_process(
-    how: str, own_nats: Bus, make_router: RouterFactory
+    how: str, private_nats: Bus, make_router: RouterFactory
 ) -> None:
-    endpoint = own_nats.endpoint("backend")
+    endpoint = private_nats.endpoint("backend")
     if how == "server_stopped":
-        own_nats.server.stop()
+        private_nats.server.stop()
     else:
         endpoint = BusEndpoint(f"nats://127.0.0.1:{_closed_port()}", "backend", "x")
     workers = Workers()
@@ -124,12 +124,12 @@ async def test_with_nats_down_everything_works_in_process(
 
 
 async def test_a_bus_lost_after_connecting_means_local_at_once(
-    own_nats: Bus, make_router: RouterFactory
+    private_nats: Bus, make_router: RouterFactory
 ) -> None:
     workers = Workers()
-    router = await make_router(endpoint=own_nats.endpoint("backend"), workers=workers)
+    router = await make_router(endpoint=private_nats.endpoint("backend"), workers=workers)
     assert router.connected
-    own_nats.server.stop()
+    private_nats.server.stop()
 
     async def disconnected() -> bool:
         return not router.connected
@@ -140,7 +140,7 @@ async def test_a_bus_lost_after_connecting_means_local_at_once(
     assert fallbacks(router, "bus_unreachable") == 1
     assert decision_sum_s(router) < router.settings.start_timeout_s / 10
 
-    own_nats.server.start()
+    private_nats.server.start()
 
     async def reconnected() -> bool:
         return router.connected
@@ -224,17 +224,17 @@ async def test_a_stop_from_another_backend_goes_through_the_registry(
 
 
 async def test_a_router_that_started_without_nats_connects_when_it_appears(
-    own_nats: Bus, make_router: RouterFactory
+    private_nats: Bus, make_router: RouterFactory
 ) -> None:
-    own_nats.server.stop()
+    private_nats.server.stop()
     workers = Workers()
     router = await make_router(
-        endpoint=own_nats.endpoint("backend"), workers=workers, reconnect_interval_s=0.1
+        endpoint=private_nats.endpoint("backend"), workers=workers, reconnect_interval_s=0.1
     )
     assert not router.connected
     early = await router.start(tiny_request("before"))
     assert early.executor == "local"
-    own_nats.server.start()
+    private_nats.server.start()
 
     async def connected() -> bool:
         return router.connected

@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -22,63 +20,34 @@ import psutil
 from rich.console import Console
 
 from backend_adapter.console import class_table, performance_table, render_progress
-from backend_adapter.router import TrainingRouter
+from backend_adapter.router import HostUnavailable, TrainingRouter
 from bus_contracts.messages.progress import Completed
 from bus_contracts.messages.start import StartTraining
 from embedded_nats import NatsServer, load_or_create
 from embedded_nats.paths import PROJECT_ROOT, state_dir
+from host_trainer.child import HostTrainerProcess
 
 DATA_DIR = PROJECT_ROOT / "data"
 HOST_READY_TIMEOUT_S = 60.0
 
 
-def _start_host(work: Path, url: str, password: str) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "NATS_URL": url,
-        "NATS_USER": "host_trainer",
-        # The password travels in the environment, never on a command line.
-        "NATS_PASSWORD": password,
-        "TRAINING_STATE_DIR": str(work),
-        "HOST_TRAINER_HOST_ID": "demo-host",
-        "HOST_TRAINER_DATA_DIR": str(DATA_DIR),
-        "HOST_TRAINER_MODELS_DIR": str(work / "models" / "host"),
-        "HOST_TRAINER_METRICS_PORT": "0",
-    }
-    log = (work / "host-trainer.log").open("ab")
-    return subprocess.Popen(
-        [sys.executable, "-m", "host_trainer", "serve"], env=env, stdout=log, stderr=log
-    )
-
-
-def _stop_host(host: subprocess.Popen[bytes]) -> None:
-    if host.poll() is None:
-        host.send_signal(signal.SIGTERM)
-        try:
-            host.wait(15)
-        except subprocess.TimeoutExpired:
-            host.kill()
-            host.wait()
-
-
-async def _wait_for_host(router: TrainingRouter, host: subprocess.Popen[bytes], log: Path) -> None:
+async def _wait_for_host(router: TrainingRouter, host: HostTrainerProcess) -> None:
     deadline = time.monotonic() + HOST_READY_TIMEOUT_S
     while time.monotonic() < deadline:
-        if host.poll() is not None:
-            raise RuntimeError(f"host trainer exited with {host.returncode}; see {log}")
+        if host.process.poll() is not None:
+            raise RuntimeError(f"host trainer exited; see {host.log_path}")
         try:
             await router.health()
             return
-        except Exception:  # noqa: BLE001 - not up yet
+        except HostUnavailable:
             await asyncio.sleep(0.1)
-    raise TimeoutError(f"host trainer not ready within {HOST_READY_TIMEOUT_S} s; see {log}")
+    raise TimeoutError(f"host trainer not ready in {HOST_READY_TIMEOUT_S} s; see {host.log_path}")
 
 
-async def _train(console: Console, work: Path) -> int:
+async def _train(console: Console, work: Path, host: HostTrainerProcess) -> int:
     async with TrainingRouter() as router:
         console.print("waiting for the host trainer to register on the bus…")
-        host_log = work / "host-trainer.log"
-        await _wait_for_host(router, _HOST[0], host_log)
+        await _wait_for_host(router, host)
         health = await router.health(detailed=True)
         console.print(
             f"host trainer [bold]{health.host_id}[/] is up: "
@@ -131,9 +100,6 @@ def _predict(console: Console, model_dir: Path) -> int:
     return 0
 
 
-_HOST: list[subprocess.Popen[bytes]] = []
-
-
 def main() -> int:
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s %(message)s")
     console = Console(highlight=False)
@@ -145,18 +111,29 @@ def main() -> int:
     )
     info = server.start()
     console.print(f"nats-server {info.url} (monitoring {info.monitoring_url}) — state in {work}")
+    host: HostTrainerProcess | None = None
     try:
-        _HOST.append(_start_host(work, info.url, passwords["host_trainer"]))
+        host = HostTrainerProcess(
+            url=info.url,
+            password=passwords["host_trainer"],
+            work_dir=work,
+            host_id="demo-host",
+            settings={
+                "data_dir": str(DATA_DIR),
+                "models_dir": str(work / "models" / "host"),
+                "metrics_port": "0",
+            },
+        )
         os.environ.update(
             NATS_URL=info.url,
             NATS_USER="backend",
             NATS_PASSWORD=passwords["backend"],
             TRAINING_MODELS_DIR=str(work / "models" / "local"),
         )
-        return asyncio.run(_train(console, work))
+        return asyncio.run(_train(console, work, host))
     finally:
-        for host in _HOST:
-            _stop_host(host)
+        if host is not None:
+            host.stop()
         server.stop()
         left = psutil.Process().children(recursive=True)
         console.print(

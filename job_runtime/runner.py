@@ -141,6 +141,12 @@ class JobRunner:
         await self._finish("cancelled", Cancelled, reason=reason)
 
     async def run(self) -> JobRecord:
+        if self._abort is not None:  # stopped between scheduling and this first step
+            await self._fail(ErrorInfo(code=503, message=self._abort))
+            return self.record
+        if self._stopping is not None:
+            await self._finish("cancelled", Cancelled, reason=self._stopping)
+            return self.record
         worker = self._worker_factory(
             self.record.request,
             task_id=self.task_id,

@@ -18,7 +18,8 @@ from nats.aio.client import Client
 
 from bus_contracts.subjects import Subjects
 from embedded_nats import BusEndpoint, NatsServer, Role, connect, render_config
-from tests.hosts import HostProcess
+from host_trainer.child import HostTrainerProcess
+from tests.hosts import start_host
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = PROJECT_ROOT / "data"
@@ -116,16 +117,16 @@ class HostFactory:
         self._bus = bus
         self._subjects = subjects
         self._work_dir = work_dir
-        self.started: list[HostProcess] = []
+        self.started: list[HostTrainerProcess] = []
 
-    async def __call__(self, host_id: str = "host-a", **settings: str) -> HostProcess:
-        host = HostProcess(
+    async def __call__(self, host_id: str = "host-a", **settings: str) -> HostTrainerProcess:
+        host = start_host(
             url=self._bus.url,
             password=self._bus.passwords["host_trainer"],
             subjects=self._subjects,
             work_dir=self._work_dir,
             host_id=host_id,
-            settings={f"HOST_TRAINER_{k.upper()}": v for k, v in settings.items()},
+            **settings,
         )
         self.started.append(host)
         nc = await self._bus.connect("backend", name="host-ready")

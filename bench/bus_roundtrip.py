@@ -36,9 +36,9 @@ def _status_reply() -> bytes:
 
 
 async def run(rounds: int) -> dict[str, list[float]]:
-    with bench_server() as endpoints:
-        host = await connect(endpoints["host_trainer"], name="bench-host")
-        client = await connect(endpoints["backend"], name="bench-client")
+    with bench_server() as bus:
+        host = await connect(bus.endpoints["host_trainer"], name="bench-host")
+        client = await connect(bus.endpoints["backend"], name="bench-client")
         status_bytes = _status_reply()
 
         async def contract_handler(msg: Msg) -> None:

@@ -159,8 +159,16 @@ class JobManager:
         )
 
     async def status(self, task_id: str) -> TrainingStatus:
-        record = await self._record(task_id)
+        # This host's own jobs are answered from memory (their live state, no
+        # registry round trip); any other job from the registry.
+        runner = self._local_runner(task_id)
+        record = runner.record if runner is not None else await self._record(task_id)
         return record.to_status(utcnow(), self.config.lost_after_s, self._position(task_id))
+
+    def _local_runner(self, task_id: str) -> JobRunner | None:
+        if task_id in self._running:
+            return self._running[task_id][0]
+        return next((runner for runner in self._queue if runner.task_id == task_id), None)
 
     async def stop(self, task_id: str, reason: str) -> TrainingStatus:
         record = await self._record(task_id)

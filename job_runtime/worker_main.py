@@ -4,6 +4,7 @@ Kept apart from :mod:`job_runtime.worker_process` so that the module run as
 ``__main__`` is never one the package has already imported.
 """
 
+import os
 import signal
 import sys
 from multiprocessing.connection import Connection
@@ -12,4 +13,7 @@ from job_runtime.worker_process import run_assignment
 
 # The parent decides when a worker ends; a Ctrl-C in its terminal is for the parent.
 signal.signal(signal.SIGINT, signal.SIG_IGN)
+# Training yields the CPU to the service beside it (its endpoints, the backend
+# app in a container): a few points of niceness cost a GPU job nothing.
+os.nice(int(os.environ.get("TRAINING_WORKER_NICENESS", "5")))
 run_assignment(Connection(int(sys.argv[1])))

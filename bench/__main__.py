@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import pkgutil
 import sys
 import time
@@ -13,6 +14,7 @@ SKIP = {"__main__"}
 
 
 def main() -> int:
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s %(message)s")
     names = sorted(
         module.name
         for module in pkgutil.iter_modules(bench.__path__)

@@ -81,7 +81,8 @@ class NatsServer:
         self.port = port
         self.monitor_port = monitor_port
         self.websocket_port = websocket_port
-        self.log_file = log_file
+        # Always a log: a server that fails to start must be able to say why.
+        self.log_file = log_file or store_dir / "nats-server.log"
         self._passwords = passwords
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
@@ -128,11 +129,12 @@ class NatsServer:
             stale.unlink()
         if self._log is not None:
             self._log.close()
-        self._log = open(self.log_file, "ab") if self.log_file else None  # noqa: SIM115
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_file, "ab")  # noqa: SIM115
         self._process = subprocess.Popen(
             [str(nats_server_binary()), "-c", str(self.config), "--ports_file_dir", str(ports_dir)],
             env=self.environment(),
-            stdout=self._log or subprocess.DEVNULL,
+            stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
@@ -166,7 +168,7 @@ class NatsServer:
         raise TimeoutError(f"nats-server not ready within {timeout_s} s")
 
     def _log_tail(self, lines: int = 5) -> str:
-        if self.log_file is None or not self.log_file.exists():
+        if not self.log_file.exists():
             return ""
         tail = self.log_file.read_text(errors="replace").splitlines()[-lines:]
         return f"; {self.log_file} ends with:\n" + "\n".join(tail)

@@ -69,6 +69,7 @@ class WorkerHandle:
         )
         self._conn: Connection | None = None
         self._process: subprocess.Popen[bytes] | None = None
+        self._stop_asked = False
 
     @property
     def pid(self) -> int | None:
@@ -128,7 +129,9 @@ class WorkerHandle:
             reason = f"worker process killed by signal {signal.Signals(-code).name}"
         else:
             reason = f"worker process exited with code {code} before finishing"
-        log.error("worker.died task_id=%s pid=%s reason=%s", self.task_id, self.pid, reason)
+        # An end we asked for is news; one we did not is an error.
+        level = logging.INFO if self._stop_asked else logging.ERROR
+        log.log(level, "worker.died task_id=%s pid=%s reason=%s", self.task_id, self.pid, reason)
         return WorkerFailed(code=500, message=reason)
 
     async def _wait(self, timeout_s: float | None) -> bool:
@@ -154,6 +157,7 @@ class WorkerHandle:
         """Ask nicely, then terminate, then kill: the process surely ends."""
         if self._process is None:
             return
+        self._stop_asked = True
         self.request_stop()
         if not await self._wait(grace_s):
             await self._force_end()
@@ -161,7 +165,7 @@ class WorkerHandle:
     async def _force_end(self) -> None:
         process = self._process
         assert process is not None
-        log.warning("worker.terminate task_id=%s pid=%s", self.task_id, process.pid)
+        log.info("worker.terminate task_id=%s pid=%s", self.task_id, process.pid)
         process.terminate()
         if not await self._wait(_TERMINATE_WAIT_S):
             log.warning("worker.kill task_id=%s pid=%s", self.task_id, process.pid)

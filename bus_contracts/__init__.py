@@ -99,7 +99,7 @@ from bus_contracts.subjects import (
     Subjects,
     check_task_id,
 )
-from bus_contracts.validation import SPLIT_TOLERANCE, resolved_params, validate_start
+from bus_contracts.validation import SPLIT_TOLERANCE, check_params, resolved_params, validate_start
 
 __all__ = [
     "DEFAULT_SUBJECTS",
@@ -186,6 +186,7 @@ __all__ = [
     "Triangular",
     "ZigZagLabels",
     "bounds",
+    "check_params",
     "check_task_id",
     "decode_event",
     "decode_reply",

@@ -63,12 +63,13 @@ def _check_strategy(strategy: Strategy) -> None:
         if spec.id in types_by_id:
             raise ContractError(f"{where}.id", f"duplicate indicator id {spec.id!r}")
         types_by_id[spec.id] = spec.type
-        _check_params(spec, where)
+        check_params(spec, where)
     _check_fuzzy_sets(strategy, types_by_id)
     _check_split(strategy.training.split)
 
 
-def _check_params(spec: IndicatorSpec, where: str) -> None:
+def check_params(spec: IndicatorSpec, where: str) -> None:
+    """Parameter names and bounds of one indicator; ``where`` prefixes the field."""
     allowed = INDICATOR_PARAMS[spec.type]
     for name, value in spec.params.items():
         field = f"{where}.params.{name}"

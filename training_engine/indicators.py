@@ -23,12 +23,13 @@ import numpy as np
 import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
 
+from bus_contracts.errors import ContractError
 from bus_contracts.strategy import (
     INDICATOR_OUTPUTS,
-    INDICATOR_PARAMS,
-    INTEGER_PARAMS,
     IndicatorSpec,
 )
+from bus_contracts.validation import check_params
+from bus_contracts.validation import resolved_params as contract_resolved_params
 from training_engine.data import Bars
 from training_engine.errors import BadStrategy
 
@@ -154,30 +155,13 @@ def williams_r(high: Floats, low: Floats, close: Floats, n: int) -> Floats:
 
 
 def resolved_params(spec: IndicatorSpec) -> dict[str, float]:
-    """The spec's parameters with defaults filled in, checked against their bounds."""
-    known = INDICATOR_PARAMS[spec.type]
-    field = f"strategy.indicators.{spec.id}.params"
-    for name in spec.params:
-        if name not in known:
-            raise BadStrategy(
-                f"{spec.id}: {spec.type} has no parameter {name!r} (it takes {', '.join(known)})",
-                field=f"{field}.{name}",
-            )
-    params = {
-        name: float(spec.params.get(name, default)) for name, (default, _, _) in known.items()
-    }
-    for name, value in params.items():
-        _, lowest, highest = known[name]
-        integral = name not in INTEGER_PARAMS or value.is_integer()
-        if not lowest <= value <= highest or not integral:
-            kind = "a whole number" if name in INTEGER_PARAMS else "a number"
-            raise BadStrategy(
-                f"{spec.id}: {name} must be {kind} from {lowest:g} to {highest:g}, not {value:g}",
-                field=f"{field}.{name}",
-            )
-    if spec.type == "macd" and params["fast"] >= params["slow"]:
-        raise BadStrategy(f"{spec.id}: macd fast must be shorter than slow", field=field)
-    return params
+    """The spec's parameters with defaults filled in, checked by the contract's rules
+    (the engine may be handed a request that never went through the codec)."""
+    try:
+        check_params(spec, f"strategy.indicators.{spec.id}")
+    except ContractError as exc:
+        raise BadStrategy(f"{spec.id}: {exc.problem}", field=exc.field) from None
+    return {name: float(value) for name, value in contract_resolved_params(spec).items()}
 
 
 def warmup_bars(spec: IndicatorSpec) -> int:

@@ -396,10 +396,10 @@ def test_defaults_fill_missing_parameters() -> None:
 @pytest.mark.parametrize(
     ("kind", "params", "problem"),
     [
-        ("rsi", {"length": 14}, "rsi has no parameter 'length'"),
-        ("rsi", {"period": 14.5}, "period must be a whole number"),
-        ("sma", {"period": 0}, "period must be a whole number from 1 to 500, not 0"),
-        ("macd", {"fast": 26, "slow": 12}, "fast must be shorter than slow"),
+        ("rsi", {"length": 14}, "unknown parameter for rsi; allowed: period"),
+        ("rsi", {"period": 14.5}, "must be a whole number"),
+        ("sma", {"period": 0}, "must be between 1 and 500"),
+        ("macd", {"fast": 26, "slow": 12}, "must be less than slow"),
     ],
 )
 def test_bad_parameters_are_refused(kind: str, params: dict[str, float], problem: str) -> None:

@@ -42,23 +42,28 @@ async def fetch_model(
     :class:`NotFound` when neither is available.
     """
     dest = Path(dest_dir)
+    on_disk = model_dir is not None and await asyncio.to_thread(model_dir.is_dir)
     if artifact_name is not None and registry is not None:
         try:
             data = await registry.get_artifact(artifact_name)
         except (ObjectNotFoundError, NotFoundError) as exc:
-            raise NotFound(
-                f"model archive {artifact_name} of job {task_id} is not in the object store"
-            ) from exc
-        path = await asyncio.to_thread(_unpack, data, dest)
-        log.info(
-            "model.fetched task_id=%s object=%s bytes=%d path=%s",
-            task_id,
-            artifact_name,
-            len(data),
-            path,
-        )
-        return path
-    if model_dir is not None and await asyncio.to_thread(model_dir.is_dir):
+            if not on_disk:
+                raise NotFound(
+                    f"model archive {artifact_name} of job {task_id} is not in the object store"
+                ) from exc
+            log.warning("model.archive_missing task_id=%s object=%s", task_id, artifact_name)
+        else:
+            path = await asyncio.to_thread(_unpack, data, dest)
+            log.info(
+                "model.fetched task_id=%s object=%s bytes=%d path=%s",
+                task_id,
+                artifact_name,
+                len(data),
+                path,
+            )
+            return path
+    if on_disk:
+        assert model_dir is not None
         path = await asyncio.to_thread(_copy_verified, model_dir, dest)
         log.info("model.copied task_id=%s source=%s path=%s", task_id, model_dir, path)
         return path

@@ -63,6 +63,7 @@ def _start(base: Path) -> int:
         return 0
     server = _server(base)
     info = server.start()
+    server.detach()
     info.write(info_file)
     print(f"nats-server running at {info.url} (pid {info.pid}, log {server.log_file})")
     return 0

@@ -1,7 +1,7 @@
 """How clients find the bus and connect to it, with a bounded connect time.
 
 The URL comes from ``NATS_URL``, else from the running embedded server's state
-file, else the default port on loopback. The user and password come from
+file, else ``NATS_HOST``/``NATS_PORT`` (default 127.0.0.1:4222). The user and password come from
 ``NATS_USER``/``NATS_PASSWORD``, else from the credentials file for the role.
 """
 
@@ -25,7 +25,6 @@ from embedded_nats.paths import state_dir
 
 log = logging.getLogger(__name__)
 
-DEFAULT_URL = "nats://127.0.0.1:4222"
 SERVER_INFO_FILE_NAME = "nats-server.json"
 
 
@@ -58,7 +57,7 @@ class BusEndpoint:
     @classmethod
     def from_environment(cls, role: Role, base: Path | None = None) -> BusEndpoint:
         base = base or state_dir()
-        url = os.environ.get("NATS_URL") or _url_from_state(base) or DEFAULT_URL
+        url = os.environ.get("NATS_URL") or _url_from_state(base) or _url_from_settings()
         user = os.environ.get("NATS_USER") or role
         password = os.environ.get("NATS_PASSWORD")
         if password is None and user == role:
@@ -66,6 +65,14 @@ class BusEndpoint:
             if password is None and credentials.credentials_file(base).exists():
                 password = credentials.load_or_create(base)[role]
         return cls(url=url, user=user, password=password)
+
+
+def _url_from_settings() -> str:
+    """Where the project's server listens when started with this environment."""
+    host = os.environ.get("NATS_HOST", "127.0.0.1")
+    if host in {"0.0.0.0", "::"}:  # listening everywhere: reach it on loopback
+        host = "127.0.0.1"
+    return f"nats://{host}:{os.environ.get('NATS_PORT', '4222')}"
 
 
 def _url_from_state(base: Path) -> str | None:

@@ -194,6 +194,17 @@ class NatsServer:
             self._log.close()
             self._log = None
 
+    def detach(self) -> None:
+        """Leave the server running on its own (``embedded-nats start``): this object
+        lets go of it, and ``embedded-nats stop`` ends it by its pid."""
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        if self._process is not None:
+            # No longer ours to wait for: tell Popen so, or it warns when collected.
+            self._process.returncode = 0
+            self._process = None
+
     def kill(self) -> None:
         """SIGKILL, as a crash would: for fault tests."""
         if self._process is not None and self._process.poll() is None:

@@ -18,7 +18,7 @@ unit: venv
 	@rm -f .coverage .coverage.*
 	$(BIN)/coverage run -m pytest $(PYTEST_ARGS)
 	@$(BIN)/coverage combine -q
-	$(BIN)/coverage report --fail-under=85
+	$(BIN)/coverage report --fail-under=90
 
 test: lint typecheck unit
 

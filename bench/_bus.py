@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from embedded_nats import BusEndpoint, NatsServer, Role, render_config
+from embedded_nats.credentials import generate_password
 from embedded_nats.paths import PROJECT_ROOT
 from host_trainer.child import HostTrainerProcess
 
@@ -44,7 +44,7 @@ def bench_server(*, subject_roots: str = "training") -> Iterator[BenchBus]:
         work = Path(tmp)
         config = work / "nats-server.conf"
         config.write_text(render_config(subject_roots))
-        passwords: dict[Role, str] = {role: secrets.token_urlsafe(16) for role in ROLES}
+        passwords: dict[Role, str] = {role: generate_password() for role in ROLES}
         server = NatsServer(store_dir=work / "js", passwords=passwords, config=config)
         with server:
             endpoints = {role: BusEndpoint(server.url, role, passwords[role]) for role in ROLES}

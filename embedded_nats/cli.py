@@ -17,12 +17,15 @@ import signal
 import sys
 from pathlib import Path
 
+import psutil
+
 from embedded_nats import credentials
 from embedded_nats.client import SERVER_INFO_FILE_NAME, BusEndpoint
 from embedded_nats.paths import nats_server_binary, state_dir
 from embedded_nats.server import NatsServer, ServerInfo, _accepts_connections
 
 DEFAULT_PORTS = {"NATS_PORT": 4222, "NATS_MONITOR_PORT": 8222, "NATS_WS_PORT": 9222}
+STOP_TIMEOUT_S = 10.0
 
 
 def _server(base: Path) -> NatsServer:
@@ -75,12 +78,21 @@ def _stop(base: Path) -> int:
         print("not running")
         return 0
     info = ServerInfo.read(info_file)
-    try:
-        os.kill(info.pid, signal.SIGTERM)
-        print(f"stopped nats-server (pid {info.pid})")
-    except ProcessLookupError:
-        print("not running")
     info_file.unlink()
+    try:
+        process = psutil.Process(info.pid)
+        if "nats-server" not in process.name():
+            # The pid was reused by another program since: not ours to signal.
+            print("not running")
+            return 0
+        process.send_signal(signal.SIGTERM)
+        process.wait(STOP_TIMEOUT_S)
+    except psutil.NoSuchProcess:
+        print("not running")
+        return 0
+    except psutil.TimeoutExpired:
+        process.kill()
+    print(f"stopped nats-server (pid {info.pid})")
     return 0
 
 
@@ -118,6 +130,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     base = state_dir()
     base.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        return _dispatch(args, base)
+    except (OSError, RuntimeError, ValueError) as exc:
+        # One line a person (or a service manager's log) can act on.
+        print(f"embedded-nats {args.command}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _dispatch(args: argparse.Namespace, base: Path) -> int:
     match args.command:
         case "run":
             return _run(base)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
+import string
 from pathlib import Path
 from typing import Literal
 
@@ -18,6 +20,35 @@ from embedded_nats.paths import state_dir
 Role = Literal["backend", "host_trainer", "observer"]
 ROLES: tuple[Role, ...] = ("backend", "host_trainer", "observer")
 CREDENTIALS_FILE_NAME = "credentials.json"
+
+# nats-server.conf takes each password through an unquoted variable, and its
+# parser reads a value that starts with a digit or "-" as a number, "true" as a
+# boolean, and stops at spaces, commas, "#" and brackets: only values it reads
+# back as the same string are allowed.
+_SAFE_PASSWORD = re.compile(r"^[A-Za-z][A-Za-z0-9_.~+=@%^*!/-]{7,127}$")
+_CONFIG_WORDS = frozenset({"true", "false", "yes", "no", "on", "off"})
+_GENERATED_LENGTH = 32
+
+
+class CredentialsError(ValueError):
+    """A password the server's configuration could not carry intact."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        super().__init__(
+            f"{source}: a bus password must be 8-128 characters, start with a letter and use "
+            "only letters, digits and _ . ~ + = @ % ^ * ! / -"
+        )
+
+
+def is_safe_password(value: str) -> bool:
+    return bool(_SAFE_PASSWORD.fullmatch(value)) and value.lower() not in _CONFIG_WORDS
+
+
+def generate_password() -> str:
+    alphabet = string.ascii_letters + string.digits
+    first = secrets.choice(string.ascii_letters)
+    return first + "".join(secrets.choice(alphabet) for _ in range(_GENERATED_LENGTH - 1))
 
 
 def env_var(role: Role) -> str:
@@ -34,11 +65,18 @@ def load_or_create(base: Path | None = None) -> dict[Role, str]:
     stored: dict[str, str] = {}
     if path.exists():
         stored = json.loads(path.read_text())
-    missing = [role for role in ROLES if role not in stored]
-    if missing:
-        stored.update({role: secrets.token_urlsafe(24) for role in missing})
+    # Missing ones are made; stored ones the server could not read are made anew.
+    renew = [role for role in ROLES if not is_safe_password(stored.get(role, ""))]
+    if renew:
+        stored.update({role: generate_password() for role in renew})
         _write_private(path, json.dumps(stored, indent=2) + "\n")
-    return {role: os.environ.get(env_var(role)) or stored[role] for role in ROLES}
+    passwords: dict[Role, str] = {}
+    for role in ROLES:
+        from_env = os.environ.get(env_var(role))
+        if from_env and not is_safe_password(from_env):
+            raise CredentialsError(env_var(role))
+        passwords[role] = from_env or stored[role]
+    return passwords
 
 
 def _write_private(path: Path, text: str) -> None:

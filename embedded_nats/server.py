@@ -139,7 +139,11 @@ class NatsServer:
             start_new_session=True,
         )
         ports_file = ports_dir / f"nats-server_{self._process.pid}.ports"
-        self.info = self._wait_ready(ports_file, timeout_s)
+        try:
+            self.info = self._wait_ready(ports_file, timeout_s)
+        except BaseException:
+            self.stop()
+            raise
         self._pin_ports(self.info)
         return self.info
 
@@ -164,7 +168,6 @@ class NatsServer:
                             pid=self._process.pid,
                         )
             time.sleep(0.005)
-        self.stop()
         raise TimeoutError(f"nats-server not ready within {timeout_s} s")
 
     def _log_tail(self, lines: int = 5) -> str:

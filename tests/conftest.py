@@ -18,6 +18,7 @@ from nats.aio.client import Client
 
 from bus_contracts.subjects import Subjects
 from embedded_nats import BusEndpoint, NatsServer, Role, connect, render_config
+from embedded_nats.credentials import generate_password
 from host_trainer.child import HostTrainerProcess
 from tests.hosts import start_host
 
@@ -45,9 +46,9 @@ class Bus:
 
 def start_bus(tmp: Path, *, root_pattern: str = "*.training") -> Bus:
     passwords: dict[Role, str] = {
-        "backend": secrets.token_urlsafe(16),
-        "host_trainer": secrets.token_urlsafe(16),
-        "observer": secrets.token_urlsafe(16),
+        "backend": generate_password(),
+        "host_trainer": generate_password(),
+        "observer": generate_password(),
     }
     tmp.mkdir(parents=True, exist_ok=True)
     config = tmp / "nats-server.conf"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 from nats.aio.client import Client
 
 from embedded_nats import CONFIG_FILE, BusAuthRefused, BusEndpoint, NatsServer, Role, connect
+from embedded_nats.credentials import generate_password
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -44,9 +44,7 @@ def production_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nats
     tmp = tmp_path_factory.mktemp("prod-nats")
     server = NatsServer(
         store_dir=tmp / "js",
-        passwords={
-            role: secrets.token_urlsafe(12) for role in ("backend", "host_trainer", "observer")
-        },  # type: ignore[misc]
+        passwords={role: generate_password() for role in ("backend", "host_trainer", "observer")},  # type: ignore[misc]
         config=CONFIG_FILE,
         log_file=tmp / "nats.log",
     )

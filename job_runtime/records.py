@@ -28,8 +28,17 @@ def utcnow() -> dt.datetime:
 
 
 def request_digest(request: StartTraining) -> str:
-    """Identity of a request, to tell an idempotent retry from a conflicting reuse of an id."""
-    return hashlib.sha256(msgspec.json.encode(request)).hexdigest()
+    """Identity of a request, to tell an idempotent retry from a conflicting reuse of an id.
+
+    Taken on the request as the wire gives it back (a decode of its encoding), so
+    that a request built in Python and the same one received as JSON agree: the
+    default parameter ``14`` and a decoded ``14.0`` are one value.
+    """
+    canonical = _REQUEST_DECODER.decode(msgspec.json.encode(request))
+    return hashlib.sha256(msgspec.json.encode(canonical)).hexdigest()
+
+
+_REQUEST_DECODER = msgspec.json.Decoder(StartTraining)
 
 
 class JobRecord(msgspec.Struct, kw_only=True):

@@ -190,3 +190,16 @@ async def test_late_subscriber_replays_whole_history(
         replayed.append(decode_event(msg.data))
     await sub.unsubscribe()
     assert [(e.seq, type(e)) for e in replayed if e] == [(e.seq, type(e)) for e in live]
+
+
+def test_a_request_and_its_wire_copy_have_one_identity() -> None:
+    from bus_contracts.codec import decode_request, encode
+    from bus_contracts.messages.start import StartTraining
+    from job_runtime.records import request_digest
+
+    built = StartTraining(task_id="same", symbols=["SPX"], timeframe="1d")
+    received = decode_request(encode(built), StartTraining)
+    assert request_digest(built) == request_digest(received)
+    assert request_digest(built) != request_digest(
+        StartTraining(task_id="same", symbols=["IXIC"], timeframe="1d")
+    )

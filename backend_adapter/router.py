@@ -453,7 +453,7 @@ class TrainingRouter:
     async def health(self, detailed: bool = False) -> HealthReport:
         """The host trainer's health. Raises :class:`HostUnavailable` when none answers."""
         if not self.connected or self._nc is None:
-            raise HostUnavailable("NATS is not reachable, so no host trainer is")
+            raise HostUnavailable("NATS is not reachable, so no host trainer can answer")
         try:
             msg = await self._nc.request(
                 self.subjects.health,

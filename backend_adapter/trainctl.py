@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -33,10 +34,17 @@ from bus_contracts.messages.jobs import ListJobs
 from bus_contracts.messages.progress import Cancelled, Completed, Failed, ProgressEvent
 from bus_contracts.messages.start import StartTraining
 from embedded_nats import BusUnreachable
+from training_engine.errors import EngineError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_UNREACHABLE = 0, 1, 2, 3
 EXIT_CANCELLED, EXIT_NOT_FOUND, EXIT_CONFLICT, EXIT_INTERNAL = 4, 5, 6, 7
-_EXIT_BY_CODE = {400: EXIT_BAD_INPUT, 413: EXIT_BAD_INPUT, 404: EXIT_NOT_FOUND, 409: EXIT_CONFLICT}
+_EXIT_BY_CODE = {
+    400: EXIT_BAD_INPUT,
+    413: EXIT_BAD_INPUT,
+    422: EXIT_BAD_INPUT,
+    404: EXIT_NOT_FOUND,
+    409: EXIT_CONFLICT,
+}
 
 
 class Output:
@@ -93,9 +101,10 @@ async def _follow(router: TrainingRouter, task_id: str, out: Output) -> int:
         case Completed(result=result):
             if not out.as_json:
                 out.console.print(
-                    f"completed: test accuracy {result.test_accuracy:.4f} "
-                    f"(baseline {result.baseline_accuracy:.4f}), macro F1 "
-                    f"{result.test_macro_f1:.4f}; model {result.model_path}"
+                    f"completed: test accuracy {result.test_accuracy:.4f}, macro F1 "
+                    f"{result.test_macro_f1:.4f} (always the training majority class: "
+                    f"{result.baseline_accuracy:.4f}; `trainctl performance` has more); "
+                    f"model {result.model_path}"
                 )
             return EXIT_OK
         case Failed(error=error):
@@ -105,6 +114,10 @@ async def _follow(router: TrainingRouter, task_id: str, out: Output) -> int:
         case Cancelled():
             return EXIT_CANCELLED
         case _:
+            # The events ended without a final one: the job's owner went away.
+            status = await router.status(task_id)
+            reason = status.error.message if status.error else "no final event"
+            out.error(f"job {task_id} is {status.state}: {reason}")
             return EXIT_FAILED
 
 
@@ -117,7 +130,14 @@ async def cmd_start(router: TrainingRouter, args: argparse.Namespace, out: Outpu
             f"({accepted.host_id}, device {accepted.device})"
         ),
     )
-    if args.detach:
+    if args.detach and accepted.executor == "local" and not router.connected:
+        # Without the bus the job lives in this process: leaving would end it.
+        Console(stderr=True).print(
+            "NATS is not reachable: the job runs in this process, so trainctl stays "
+            "with it (--detach needs the bus)",
+            highlight=False,
+        )
+    elif args.detach:
         return EXIT_OK
     return await _follow(router, accepted.task_id, out)
 
@@ -163,6 +183,8 @@ async def cmd_performance(router: TrainingRouter, args: argparse.Namespace, out:
 
 
 async def cmd_jobs(router: TrainingRouter, args: argparse.Namespace, out: Output) -> int:
+    if not router.connected:
+        raise HostUnavailable("NATS is not reachable: no job registry to list")
     listing = await router.jobs(ListJobs(states=args.state or None, limit=args.limit))
 
     def human() -> None:
@@ -221,6 +243,7 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     root.add_argument("--json", action="store_true", help="machine-readable output")
+    root.add_argument("-v", "--verbose", action="store_true", help="log routing decisions")
     sub = root.add_subparsers(dest="command", required=True)
     start = sub.add_parser("start", help="start a job and follow it")
     start.add_argument("symbols", nargs="*", help="e.g. SPX IXIC")
@@ -273,10 +296,17 @@ async def run(args: argparse.Namespace) -> int:
         suffix = f" (error id {exc.error_id})" if exc.error_id else ""
         out.error(f"{exc.message}{suffix}")
         return _EXIT_BY_CODE.get(exc.code, EXIT_INTERNAL)
+    except EngineError as exc:  # fetch-model: a destination taken, an archive that fails checks
+        out.error(exc.message)
+        return _EXIT_BY_CODE.get(exc.code, EXIT_INTERNAL)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.ERROR,
+        format="%(levelname)s %(name)s %(message)s",
+    )
     try:
         return asyncio.run(run(args))
     except KeyboardInterrupt:

@@ -74,6 +74,8 @@ async def test_start_follow_and_query_as_json(
     assert (code, health["type"]) == (0, "training.health")
     code, (fetched,) = trainctl.json_lines("fetch-model", "cli-json", str(tmp_path / "fetched"))
     assert code == 0 and (Path(fetched["model_path"]) / "metadata.json").is_file()
+    code, (error,) = trainctl.json_lines("fetch-model", "cli-json", str(tmp_path / "fetched"))
+    assert code == 2 and "already exists" in error["error"]
 
     code, (error,) = trainctl.json_lines("stop", "cli-json")
     assert code == 6 and "already completed" in error["error"]
@@ -129,7 +131,12 @@ def test_unreachable_host_for_health(nats_bus: Bus, subjects: Subjects, tmp_path
 
 def test_bus_down_trains_locally(subjects: Subjects, tmp_path: Path) -> None:
     trainctl = Trainctl("nats://127.0.0.1:9", "unused", subjects, tmp_path)
-    code, lines = trainctl.json_lines("start", *QUICK, "--task-id", "offline")
-    assert code == 0, lines
+    # --detach cannot leave a job that lives in this process: it stays and says so.
+    done = trainctl("--json", "start", *QUICK, "--task-id", "offline", "--detach")
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert done.returncode == 0, done.stderr
+    assert "--detach needs the bus" in done.stderr
     assert lines[0]["executor"] == "local"
     assert lines[-1]["type"] == "training.completed"
+    code, (error,) = trainctl.json_lines("jobs")
+    assert code == 3 and "not reachable" in error["error"]

@@ -174,6 +174,11 @@ class TrainingRouter:
                 await nc.close()
 
     @property
+    def registry(self) -> JobRegistry | None:
+        """The job registry while NATS is connected."""
+        return self._registry if self.connected else None
+
+    @property
     def connected(self) -> bool:
         """True while NATS is connected (a reconnecting client is not)."""
         return self._nc is not None and self._nc.is_connected

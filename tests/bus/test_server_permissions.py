@@ -177,3 +177,38 @@ def test_default_addresses_are_loopback() -> None:
         passwords={"backend": "a", "host_trainer": "b", "observer": "c"},
     )
     assert server.environment()["NATS_HOST"] == "127.0.0.1"
+
+
+@pytest.mark.parametrize("role", ["backend", "host_trainer", "observer"])
+@pytest.mark.parametrize(
+    "api",
+    [
+        "$JS.API.STREAM.DELETE.KV_TRAINING_JOBS",
+        "$JS.API.STREAM.PURGE.TRAINING_PROGRESS",
+        "$JS.API.STREAM.UPDATE.OBJ_TRAINING_MODELS",
+    ],
+)
+async def test_nobody_deletes_purges_or_reconfigures_the_registry(
+    clients: dict[Role, tuple[Client, Violations]], role: Role, api: str
+) -> None:
+    nc, violations = clients[role]
+    await nc.publish(api, b"{}")
+    await nc.flush()
+    error = await violations.wait_for("Permissions Violation")
+    assert api.lower() in error.lower()
+
+
+async def test_observer_may_ask_performance(clients: dict[Role, tuple[Client, Violations]]) -> None:
+    observer, violations = clients["observer"]
+    host, _ = clients["host_trainer"]
+
+    async def answer(msg: object) -> None:
+        await msg.respond(b"{}")  # type: ignore[attr-defined]
+
+    sub = await host.subscribe("training.performance.job-1", cb=answer)
+    await host.flush()
+    await asyncio.sleep(0)
+    await host.flush()
+    assert (await observer.request("training.performance.job-1", b"", timeout=2)).data == b"{}"
+    await sub.unsubscribe()
+    assert violations.errors == []

@@ -27,6 +27,7 @@ from bus_contracts.messages.start import StartTraining, TrainingAccepted
 from bus_contracts.messages.status import TrainingStatus
 from bus_contracts.subjects import Subjects
 from job_runtime import JobRecord, JobRegistry, JobRunner, RunnerSettings, newest_first
+from job_runtime.preflight import require_data
 from job_runtime.records import request_digest, utcnow
 from job_runtime.runner import WorkerFactory
 from job_runtime.worker import WorkerHandle
@@ -104,6 +105,7 @@ class JobManager:
                 raise AtCapacity(
                     f"queue full ({self.config.max_queued_jobs} jobs waiting); retry later"
                 )
+        require_data(request, self.config.data_dir)
         record = JobRecord(
             task_id=task_id,
             request=request,

@@ -203,3 +203,20 @@ def test_a_request_and_its_wire_copy_have_one_identity() -> None:
     assert request_digest(built) != request_digest(
         StartTraining(task_id="same", symbols=["IXIC"], timeframe="1d")
     )
+
+
+async def test_unknown_symbol_is_refused_at_once_naming_what_exists(
+    host_trainer: HostFactory, backend_nc: Client, subjects: Subjects
+) -> None:
+    await host_trainer()
+    reply, msg = await request_json(
+        backend_nc, subjects.start, quick_request("nodata", symbols=["NOPE"])
+    )
+    assert reply["code"] == 404
+    assert reply["field"] == "symbols"
+    assert "no 1d data for NOPE" in reply["message"]
+    assert "SPX 1d" in reply["message"]
+    assert "/" not in reply["message"]  # no host paths to the caller
+    assert msg.headers is not None and msg.headers["Nats-Service-Error-Code"] == "404"
+    missing, _ = await request_json(backend_nc, subjects.status("nodata"))
+    assert missing["code"] == 404  # nothing was queued

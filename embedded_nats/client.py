@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,6 +105,7 @@ async def connect(
     """
 
     first_error: asyncio.Future[Exception] = asyncio.get_running_loop().create_future()
+    repeats = _RepeatFilter()
 
     async def _on_error(exc: Exception) -> None:
         # While connecting, a refused password never turns good, and with
@@ -113,7 +115,9 @@ async def connect(
         if error_cb is not None:
             await error_cb(exc)
         else:
-            log.warning("nats.error client=%s error=%s", name, exc)
+            # A reconnect loop fails every 250 ms: say it once, then now and then.
+            level = logging.WARNING if repeats.is_news(str(exc)) else logging.DEBUG
+            log.log(level, "nats.error client=%s error=%s", name, exc)
 
     async def _disconnected() -> None:
         if client.is_closed or client.is_draining:
@@ -161,6 +165,21 @@ async def connect(
     if cause is not None and _is_auth_error(cause):
         raise BusAuthRefused(endpoint.url, endpoint.user) from cause
     raise BusUnreachable(endpoint.url, connect_timeout_s, cause) from cause
+
+
+class _RepeatFilter:
+    """True for a message not seen in the last ``quiet_s`` seconds."""
+
+    def __init__(self, quiet_s: float = 30.0) -> None:
+        self._quiet_s = quiet_s
+        self._last: dict[str, float] = {}
+
+    def is_news(self, message: str) -> bool:
+        now = time.monotonic()
+        news = now - self._last.get(message, -self._quiet_s - 1) > self._quiet_s
+        if news:
+            self._last[message] = now
+        return news
 
 
 def _is_auth_error(exc: BaseException) -> bool:

@@ -283,11 +283,11 @@ class JobRunner:
         elif failed.code >= 500:
             error_id = uuid.uuid4().hex[:12]
             log.error(
-                "job.failed task_id=%s error_id=%s message=%s\n%s",
+                "job.failed task_id=%s error_id=%s message=%s%s",
                 self.task_id,
                 error_id,
                 failed.message,
-                failed.traceback or "",
+                f"\n{failed.traceback.rstrip()}" if failed.traceback else "",
             )
             await self._fail(ErrorInfo(code=failed.code, message=failed.message, error_id=error_id))
         else:

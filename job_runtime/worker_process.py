@@ -12,6 +12,7 @@ import time
 import traceback
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import NoReturn
 
 import msgspec
 
@@ -33,6 +34,8 @@ from job_runtime.worker_protocol import (
 )
 from training_engine.errors import EngineError, TrainingCancelled
 
+PARENT_GONE_EXIT_CODE = 3
+
 
 class PipeSink:
     """The engine's ProgressSink, reporting to the parent process."""
@@ -44,7 +47,10 @@ class PipeSink:
         self._stop = False
 
     def send(self, message: WorkerMessage) -> None:
-        self._conn.send_bytes(encode_message(message))
+        try:
+            self._conn.send_bytes(encode_message(message))
+        except OSError:
+            _parent_gone()
 
     def phase(self, phase: Phase, percent: float, message: str = "") -> None:
         self.send(WorkerPhase(phase=phase, percent=percent, message=message))
@@ -84,8 +90,17 @@ class PipeSink:
 
     def should_stop(self) -> bool:
         if not self._stop and self._conn.poll():
-            self._stop = self._conn.recv_bytes() == STOP
+            try:
+                self._stop = self._conn.recv_bytes() == STOP
+            except (EOFError, OSError):
+                _parent_gone()
         return self._stop
+
+
+def _parent_gone() -> NoReturn:
+    """The host or backend that started this worker died: nobody awaits the result,
+    and the memory (GPU included) is freed by ending now, quietly."""
+    os._exit(PARENT_GONE_EXIT_CODE)
 
 
 class WorkerAssignment(msgspec.Struct, frozen=True, kw_only=True):

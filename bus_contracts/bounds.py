@@ -4,7 +4,7 @@ request cannot exhaust a host (memory, disk or hours of GPU time)."""
 from __future__ import annotations
 
 TASK_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
-SYMBOL_PATTERN = r"^[A-Z0-9._-]{1,20}$"
+SYMBOL_PATTERN = r"^[A-Z0-9][A-Z0-9._-]{0,19}$"
 IDENT_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,47}$"
 STRATEGY_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 DEVICE_PATTERN = r"^(auto|cpu|mps|cuda(:[0-9]{1,2})?)$"

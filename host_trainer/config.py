@@ -253,6 +253,8 @@ def _check(config: HostConfig) -> list[tuple[str, str]]:
         if not ok:
             problems.append((key, problem))
 
+    # A host without its data would join the queue group and fail every job it took.
+    need(config.data_dir.is_dir(), "data_dir", f"no such directory: {config.data_dir}")
     need(
         bool(_HOST_ID.fullmatch(config.host_id)),
         "host_id",

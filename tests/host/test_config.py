@@ -36,6 +36,7 @@ def test_defaults_without_file_or_environment() -> None:
 
 
 def test_file_then_environment(tmp_path: Path) -> None:
+    (tmp_path / "bars").mkdir()
     path = write(
         tmp_path,
         'host_id = "gpu-box-1"\nmax_concurrent_jobs = 3\nprogress_interval_s = 1\n'
@@ -180,3 +181,8 @@ def test_public_dict_masks_password() -> None:
 def test_subjects_follow_root() -> None:
     config = HostConfig(subject_root="t1.training")
     assert config.subjects.start == "t1.training.start"
+
+
+def test_a_missing_data_dir_is_refused_at_start(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="HOST_TRAINER_DATA_DIR: data_dir: no such directory"):
+        load_config(None, environ={"HOST_TRAINER_DATA_DIR": str(tmp_path / "nowhere")})

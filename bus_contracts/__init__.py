@@ -99,7 +99,13 @@ from bus_contracts.subjects import (
     Subjects,
     check_task_id,
 )
-from bus_contracts.validation import SPLIT_TOLERANCE, check_params, resolved_params, validate_start
+from bus_contracts.validation import (
+    SPLIT_TOLERANCE,
+    check_params,
+    model_parameters,
+    resolved_params,
+    validate_start,
+)
 
 __all__ = [
     "DEFAULT_SUBJECTS",
@@ -195,6 +201,7 @@ __all__ = [
     "default_indicators",
     "encode",
     "error_headers",
+    "model_parameters",
     "resolved_params",
     "validate_start",
 ]

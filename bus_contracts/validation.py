@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from itertools import pairwise
 
+from bus_contracts import bounds
 from bus_contracts.errors import ContractError
 from bus_contracts.messages.start import StartTraining
 from bus_contracts.strategy import (
@@ -34,7 +35,26 @@ def validate_start(req: StartTraining) -> StartTraining:
     if req.start_date is not None and req.end_date is not None and req.start_date > req.end_date:
         raise ContractError("start_date", f"must not be after end_date ({req.end_date})")
     _check_strategy(req.strategy)
+    _check_model_size(req.strategy)
     return req
+
+
+def model_parameters(strategy: Strategy) -> int:
+    """Weights and biases of the strategy's MLP: one input per fuzzy set, three classes."""
+    widths = [sum(len(fuzzy.sets) for fuzzy in strategy.fuzzy_sets)]
+    widths += strategy.model.hidden_layers
+    widths.append(3)
+    return sum((inputs + 1) * outputs for inputs, outputs in pairwise(widths))
+
+
+def _check_model_size(strategy: Strategy) -> None:
+    parameters = model_parameters(strategy)
+    if parameters > bounds.MAX_MODEL_PARAMETERS:
+        raise ContractError(
+            "strategy.model.hidden_layers",
+            f"the model would have {parameters:,} parameters; at most "
+            f"{bounds.MAX_MODEL_PARAMETERS:,}",
+        )
 
 
 def resolved_params(spec: IndicatorSpec) -> dict[str, float | int]:

@@ -98,6 +98,8 @@ class HostConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     lost_after_s: float = 10.0
     stop_grace_s: float = 1.0
     """How long a cancelled worker may end on its own before it is terminated."""
+    max_job_duration_s: float = 6 * 3600.0
+    """A job still training after this long is ended as failed; 0 means no limit."""
     shutdown_timeout_s: float = 8.0
     """How long SIGTERM waits for running jobs to end; below 10 s."""
     metrics_host: str = "127.0.0.1"
@@ -253,6 +255,7 @@ def _check(config: HostConfig) -> list[tuple[str, str]]:
         if not ok:
             problems.append((key, problem))
 
+    need(config.max_job_duration_s >= 0, "max_job_duration_s", "must be >= 0 (0: no limit)")
     # A host without its data would join the queue group and fail every job it took.
     need(config.data_dir.is_dir(), "data_dir", f"no such directory: {config.data_dir}")
     need(

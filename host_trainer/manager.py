@@ -56,6 +56,8 @@ class ManagerConfig(Protocol):
     def lost_after_s(self) -> float: ...
     @property
     def stop_grace_s(self) -> float: ...
+    @property
+    def max_job_duration_s(self) -> float: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +237,7 @@ class JobManager:
             heartbeat_interval_s=self.config.heartbeat_interval_s,
             stop_grace_s=self.config.stop_grace_s,
             min_progress_interval_s=self.config.progress_interval_s,
+            max_duration_s=self.config.max_job_duration_s or None,
         )
 
     def _position(self, task_id: str) -> int:

@@ -65,6 +65,8 @@ class RunnerSettings:
     stop_grace_s: float = 1.0
     min_progress_interval_s: float = 0.0
     """The executor's floor under the request's progress_interval_s."""
+    max_duration_s: float | None = None
+    """A job still running after this long is ended as failed."""
 
 
 WorkerFactory = Callable[..., WorkerHandle]
@@ -93,6 +95,7 @@ class JobRunner:
         self._stopping: str | None = None
         self._abort: str | None = None
         self._performance: TrainingPerformance | None = None
+        self._overtime_task: asyncio.Task[None] | None = None
 
     @property
     def executor(self) -> Executor:
@@ -159,10 +162,13 @@ class JobRunner:
         self._worker = worker
         worker.start()
         heartbeat = asyncio.create_task(self._heartbeat(), name=f"heartbeat-{self.task_id}")
+        overtime = self._overtime_timer()
         try:
             async for message in worker.messages():
                 await self._on_message(message)
         finally:
+            if overtime is not None:
+                overtime.cancel()
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
@@ -171,6 +177,18 @@ class JobRunner:
         if not self.record.is_final:  # the worker vanished without a word
             await self._fail(ErrorInfo(code=500, message="worker ended without a result"))
         return self.record
+
+    def _overtime_timer(self) -> asyncio.TimerHandle | None:
+        limit = self._settings.max_duration_s
+        if limit is None:
+            return None
+        reason = f"ran longer than this executor's limit of {limit:g} s"
+
+        def end() -> None:
+            log.warning("job.overtime task_id=%s limit_s=%g", self.task_id, limit)
+            self._overtime_task = asyncio.create_task(self.abort(reason))
+
+        return asyncio.get_running_loop().call_later(limit, end)
 
     async def stop(self, reason: str) -> None:
         """The user's stop: the job ends as cancelled."""

@@ -79,6 +79,8 @@ CORPUS = [
          "strategy.model.hidden_layers", "must have at most 8 items"),
     case("5000-units", strategy(model={"hidden_layers": [5000]}),
          "strategy.model.hidden_layers[0]", "must be <= 4096"),
+    case("118M-parameters", strategy(model={"hidden_layers": [4096] * 8}),
+         "strategy.model.hidden_layers", "at most 20,000,000"),
     case("batch-0", training(batch_size=0), f"{TRAINING}.batch_size", "must be >= 1"),
     case("dropout-1", strategy(model={"dropout": 1.0}), "strategy.model.dropout", "must be < 1.0"),
     case("21-symbols", start(symbols=[f"S{i}" for i in range(21)]), "symbols",

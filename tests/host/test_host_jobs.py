@@ -220,3 +220,14 @@ async def test_unknown_symbol_is_refused_at_once_naming_what_exists(
     assert msg.headers is not None and msg.headers["Nats-Service-Error-Code"] == "404"
     missing, _ = await request_json(backend_nc, subjects.status("nodata"))
     assert missing["code"] == 404  # nothing was queued
+
+
+async def test_a_job_over_the_hosts_time_limit_is_ended(
+    host_trainer: HostFactory, backend_nc: Client, subjects: Subjects
+) -> None:
+    await host_trainer(max_job_duration_s="4")
+    progress = await ProgressCollector().start(backend_nc, subjects)
+    await request_json(backend_nc, subjects.start, quick_request("endless", epochs=10_000))
+    final = await progress.wait_final("endless", timeout_s=60)
+    assert isinstance(final, Failed)
+    assert "limit of 4 s" in final.error.message

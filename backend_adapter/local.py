@@ -40,9 +40,8 @@ from bus_contracts.errors import Conflict, NotFound
 from bus_contracts.messages.performance import TrainingPerformance
 from bus_contracts.messages.start import StartTraining, TrainingAccepted
 from bus_contracts.messages.status import TrainingStatus
-from bus_contracts.subjects import Subjects
 from job_runtime import EventLog, JobRecord, JobRegistry, JobRunner, RunnerSettings, WorkerHandle
-from job_runtime.records import request_digest, utcnow
+from job_runtime.records import accepted_existing, request_digest, utcnow
 from job_runtime.runner import WorkerFactory
 
 log = logging.getLogger(__name__)
@@ -74,27 +73,6 @@ class _LocalJob:
 
 def local_owner() -> str:
     return f"local:{socket.gethostname()}"
-
-
-def _accepted_existing(
-    stored: JobRecord, digest: str, subjects: Subjects, lost_after_s: float
-) -> TrainingAccepted:
-    """The answer to a start whose task id is already claimed: the existing job
-    when the request is the same (an idempotent retry), else a conflict."""
-    if stored.request_digest != digest:
-        raise Conflict(
-            f"task id {stored.task_id} already exists with a different request", field="task_id"
-        )
-    status = stored.to_status(utcnow(), lost_after_s)
-    return TrainingAccepted(
-        task_id=stored.task_id,
-        state=status.state,
-        executor=stored.executor,
-        host_id=stored.owner,
-        device=stored.device or stored.request.device,
-        progress_subject=subjects.progress(stored.task_id),
-        created=False,
-    )
 
 
 def _on_cpu(factory: WorkerFactory) -> WorkerFactory:
@@ -145,7 +123,7 @@ class LocalExecutor:
         )
         known = self._jobs.get(task_id)
         if known is not None:
-            return _accepted_existing(
+            return accepted_existing(
                 self._live_record(known), record.request_digest, self.subjects, self._lost_after_s
             )
         if bus is not None:
@@ -157,7 +135,7 @@ class LocalExecutor:
                     stored.executor,
                     stored.owner,
                 )
-                return _accepted_existing(
+                return accepted_existing(
                     stored, record.request_digest, self.subjects, self._lost_after_s
                 )
         if request.device != LOCAL_DEVICE:

@@ -28,7 +28,7 @@ from bus_contracts.messages.status import TrainingStatus
 from bus_contracts.subjects import Subjects
 from job_runtime import JobRecord, JobRegistry, JobRunner, RunnerSettings, newest_first
 from job_runtime.preflight import require_data
-from job_runtime.records import request_digest, utcnow
+from job_runtime.records import accepted_existing, request_digest, utcnow
 from job_runtime.runner import WorkerFactory
 from job_runtime.worker import WorkerHandle
 
@@ -118,7 +118,13 @@ class JobManager:
         )
         stored, created = await self._registry.claim(record)
         if not created:
-            return self._accepted_existing(stored, record.request_digest)
+            return accepted_existing(
+                stored,
+                record.request_digest,
+                self._subjects,
+                self.config.lost_after_s,
+                self._position(stored.task_id),
+            )
         runner = JobRunner(
             stored,
             settings=self._runner_settings(),
@@ -142,24 +148,6 @@ class JobManager:
             device=request.device,
             progress_subject=self._subjects.progress(task_id),
             queue_position=0 if started else self._position(task_id),
-        )
-
-    def _accepted_existing(self, stored: JobRecord, digest: str) -> TrainingAccepted:
-        if stored.request_digest != digest:
-            raise Conflict(
-                f"task id {stored.task_id} already exists with a different request",
-                field="task_id",
-            )
-        status = stored.to_status(utcnow(), self.config.lost_after_s)
-        return TrainingAccepted(
-            task_id=stored.task_id,
-            state=status.state,
-            executor=stored.executor,
-            host_id=stored.owner,
-            device=stored.device or stored.request.device,
-            progress_subject=self._subjects.progress(stored.task_id),
-            queue_position=self._position(stored.task_id),
-            created=False,
         )
 
     async def status(self, task_id: str) -> TrainingStatus:

@@ -11,6 +11,7 @@ import hashlib
 
 import msgspec
 
+from bus_contracts.errors import Conflict
 from bus_contracts.messages.common import (
     FINAL_STATES,
     ErrorInfo,
@@ -19,8 +20,9 @@ from bus_contracts.messages.common import (
     Phase,
     ResultSummary,
 )
-from bus_contracts.messages.start import StartTraining
+from bus_contracts.messages.start import StartTraining, TrainingAccepted
 from bus_contracts.messages.status import TrainingStatus
+from bus_contracts.subjects import Subjects
 
 
 def utcnow() -> dt.datetime:
@@ -104,3 +106,29 @@ class JobRecord(msgspec.Struct, kw_only=True):
             error=error,
             result=self.result,
         )
+
+
+def accepted_existing(
+    stored: JobRecord,
+    digest: str,
+    subjects: Subjects,
+    lost_after_s: float,
+    queue_position: int = 0,
+) -> TrainingAccepted:
+    """The answer to a start whose task id is already claimed: the existing job
+    when the request is the same (an idempotent retry), else a conflict."""
+    if stored.request_digest != digest:
+        raise Conflict(
+            f"task id {stored.task_id} already exists with a different request", field="task_id"
+        )
+    status = stored.to_status(utcnow(), lost_after_s)
+    return TrainingAccepted(
+        task_id=stored.task_id,
+        state=status.state,
+        executor=stored.executor,
+        host_id=stored.owner,
+        device=stored.device or stored.request.device,
+        progress_subject=subjects.progress(stored.task_id),
+        queue_position=queue_position,
+        created=False,
+    )

@@ -10,6 +10,7 @@ import torch
 
 from bus_contracts.messages import performance as perf
 from bus_contracts.strategy import Strategy
+from tests.engine.saved_metrics import placeholder_metrics
 from training_engine.artifact import (
     ArtifactError,
     LoadedModel,
@@ -22,41 +23,10 @@ from training_engine.dataset import compute_features
 from training_engine.errors import DataNotFound
 from training_engine.model import build_model, parameter_count
 from training_engine.run import fit_normalizer
-from training_engine.storage import ModelMetadata, ModelMetrics, save_model
+from training_engine.storage import ModelMetadata, save_model
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 LABELS = ["BUY", "HOLD", "SELL"]
-
-
-def _metrics() -> ModelMetrics:
-    training = perf.TrainingMetrics(
-        final_train_loss=1.0,
-        final_train_accuracy=0.5,
-        final_val_loss=1.0,
-        final_val_accuracy=0.5,
-        best_val_loss=1.0,
-        best_epoch=1,
-        epochs_run=1,
-        early_stopped=False,
-        duration_s=0.1,
-        samples_per_s=10.0,
-        train_samples=10,
-        val_samples=5,
-        batch_size=4,
-    )
-    test = perf.TestMetrics(
-        accuracy=0.5,
-        loss=1.0,
-        macro_precision=0.5,
-        macro_recall=0.5,
-        macro_f1=0.5,
-        per_class={},
-        confusion_matrix=[[1]],
-        labels=["BUY"],
-        baseline_accuracy=0.3,
-        samples=2,
-    )
-    return ModelMetrics(training=training, test=test, history=[])
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +66,10 @@ def model_dir(tmp_path: Path, spx_features: tuple[np.ndarray, list[str]]) -> Pat
         data_fingerprint="x",
     )
     saved = save_model(
-        tmp_path / "models", metadata=metadata, state_dict=model.state_dict(), metrics=_metrics()
+        tmp_path / "models",
+        metadata=metadata,
+        state_dict=model.state_dict(),
+        metrics=placeholder_metrics(),
     )
     return saved.path
 

@@ -13,10 +13,10 @@ import torch
 
 from bus_contracts.messages import performance as perf
 from bus_contracts.strategy import Strategy
+from tests.engine.saved_metrics import placeholder_metrics
 from training_engine import storage
 from training_engine.storage import (
     ModelMetadata,
-    ModelMetrics,
     Normalizer,
     latest_model,
     model_stem,
@@ -49,40 +49,11 @@ def _metadata(symbols: list[str] | None = None, name: str = "demo") -> ModelMeta
     )
 
 
-def _metrics() -> ModelMetrics:
-    training = perf.TrainingMetrics(
-        final_train_loss=1.0,
-        final_train_accuracy=0.5,
-        final_val_loss=1.0,
-        final_val_accuracy=0.5,
-        best_val_loss=1.0,
-        best_epoch=1,
-        epochs_run=1,
-        early_stopped=False,
-        duration_s=0.1,
-        samples_per_s=10.0,
-        train_samples=10,
-        val_samples=5,
-        batch_size=4,
-    )
-    test = perf.TestMetrics(
-        accuracy=0.5,
-        loss=1.0,
-        macro_precision=0.5,
-        macro_recall=0.5,
-        macro_f1=0.5,
-        per_class={},
-        confusion_matrix=[[1]],
-        labels=["BUY"],
-        baseline_accuracy=0.3,
-        samples=2,
-    )
-    return ModelMetrics(training=training, test=test, history=[])
-
-
 def _save(root: Path, **kw: object) -> storage.SavedModel:
     state = {"w": torch.arange(6, dtype=torch.float32).reshape(2, 3)}
-    return save_model(root, metadata=_metadata(**kw), state_dict=state, metrics=_metrics())  # type: ignore[arg-type]
+    return save_model(
+        root, metadata=_metadata(**kw), state_dict=state, metrics=placeholder_metrics()
+    )  # type: ignore[arg-type]
 
 
 def test_save_writes_a_complete_checksummed_version(tmp_path: Path) -> None:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -10,7 +13,13 @@ from nats.aio.client import Client
 from nats.js.api import DeliverPolicy
 
 from bus_contracts.codec import decode_event
-from bus_contracts.messages.progress import BatchProgress, Completed, EpochEnded, ProgressEvent
+from bus_contracts.messages.progress import (
+    BatchProgress,
+    Completed,
+    EpochEnded,
+    Failed,
+    ProgressEvent,
+)
 from bus_contracts.subjects import Subjects
 from tests.conftest import Bus, HostFactory
 from tests.host.bus_helpers import ProgressCollector, quick_request, request_json
@@ -95,3 +104,38 @@ async def test_server_restart_mid_job(
         await nc.close()
         for host in hosts.started:
             host.stop()
+
+
+async def test_sighup_raises_concurrency_for_the_next_jobs_and_sigterm_fails_them(
+    host_trainer: HostFactory, backend_nc: Client, subjects: Subjects
+) -> None:
+    host = await host_trainer("host-a")  # max_concurrent_jobs 1 (the default)
+    progress = await ProgressCollector().start(backend_nc, subjects)
+    host.config_path.write_text("max_concurrent_jobs = 2\n")
+    host.send(signal.SIGHUP)
+    for _ in range(100):
+        health, _ = await request_json(backend_nc, subjects.health, {})
+        if health["max_concurrent_jobs"] == 2:
+            break
+        await asyncio.sleep(0.05)
+    assert health["max_concurrent_jobs"] == 2
+
+    for task_id in ("side-1", "side-2"):
+        reply, _ = await request_json(
+            backend_nc, subjects.start, quick_request(task_id, epochs=5000)
+        )
+        assert reply["state"] == "running", reply  # nobody waits: two may run now
+    for task_id in ("side-1", "side-2"):
+        await progress.wait_for(task_id, lambda e: isinstance(e, BatchProgress), 60)
+
+    began = time.monotonic()
+    code = await asyncio.to_thread(host.stop)
+    assert code == 0
+    assert time.monotonic() - began < 10
+    for task_id in ("side-1", "side-2"):
+        final = await progress.wait_final(task_id, 5)
+        assert isinstance(final, Failed), final
+        assert final.error.message == "host shutdown"
+    kv = await backend_nc.jetstream().key_value(subjects.jobs_bucket)
+    record = json.loads((await kv.get("side-1")).value or b"{}")
+    assert (record["state"], record["error"]["message"]) == ("failed", "host shutdown")

@@ -13,6 +13,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -27,6 +30,24 @@ from bus_contracts.subjects import Subjects
 from embedded_nats import connect
 
 BLOCK = 50
+
+
+def start_echo(bus: BenchBus, subject: str) -> subprocess.Popen[str]:
+    endpoint = bus.endpoints["host_trainer"]
+    env = {
+        **os.environ,
+        "NATS_URL": endpoint.url,
+        "NATS_USER": endpoint.user or "",
+        "NATS_PASSWORD": endpoint.password or "",
+    }
+    echo = subprocess.Popen(
+        [sys.executable, "-m", "bench._echo", subject], env=env, stdout=subprocess.PIPE, text=True
+    )
+    assert echo.stdout is not None
+    assert echo.stdout.readline().strip() == "ready"
+    return echo
+
+
 # Two load shapes: the default MLP finishes an epoch of SPX in ~20 ms, so each job
 # sends ~50 epoch events a second through the host; the larger one is CPU-bound.
 LOADS = {"MLP [64, 32], ~100 events/s": [64, 32], "MLP [512, 256], CPU-bound": [512, 256]}
@@ -72,18 +93,14 @@ async def status_under_load(
 ) -> None:
     subjects = Subjects(f"load{len(model)}{model[0]}.training")
     host = bus.host(f"bench-load-{model[0]}", subjects.root, max_concurrent_jobs="2")
-    echo = await connect(bus.endpoints["host_trainer"], name="bench-echo")
+    # The bare echo runs in a process of its own, as the host does: both round
+    # trips then wake the same number of processes on a busy machine.
+    echo_subject = f"echo{model[0]}.training.jobs"
+    echo = start_echo(bus, echo_subject)
     try:
         await host.wait_ready(client)
         finals = Finals()
         await finals.watch(client, subjects)
-
-        async def bare(msg: Msg) -> None:
-            await msg.respond(msg.data)
-
-        echo_subject = f"echo{model[0]}.training.jobs"
-        await echo.subscribe(echo_subject, cb=bare)
-        await echo.flush()
         for task_id in ("busy-1", "busy-2"):
             await _ask(
                 client, subjects.start, quick_request(task_id, epochs=5000, start_date="2000-01-01")
@@ -104,7 +121,8 @@ async def status_under_load(
             await _ask(client, subjects.stop(task_id), {"reason": "benchmark over"})
         await finals.until(lambda: {"busy-1", "busy-2"} <= finals.done, 30)
     finally:
-        await echo.close()
+        echo.terminate()
+        echo.wait()
         host.stop()
 
     print(

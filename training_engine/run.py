@@ -321,7 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"training   {t.duration_s:.2f} s, {t.samples_per_s:,.0f} samples/s on "
           f"{outcome.resources.device}")  # fmt: skip
     print(f"test       accuracy {m.accuracy:.4f}, macro-F1 {m.macro_f1:.4f}, "
-          f"majority baseline {m.baseline_accuracy:.4f}")  # fmt: skip
+          f"baselines: train majority {m.baseline_accuracy:.4f}, "
+          f"test majority {m.test_majority_accuracy:.4f}")  # fmt: skip
     print(f"job        {outcome.duration_s:.2f} s, peak RSS "
           f"{outcome.resources.peak_rss_bytes / 2**20:.0f} MiB")  # fmt: skip
     return 0

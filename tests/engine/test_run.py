@@ -188,5 +188,6 @@ def test_the_command_line_prints_the_figures(tmp_path: Path) -> None:
     ).stdout
     assert "training: cpu" in out
     assert "test       accuracy" in out
-    assert "majority baseline" in out
+    assert "baselines: train majority" in out
+    assert "test majority" in out
     assert (tmp_path / "m" / "neuro_fuzzy_default" / "SPX_1d_v1" / "model.pt").is_file()

@@ -94,7 +94,7 @@ def test_load_and_predict_features(
     probs = loaded.predict_proba_features(features)
     assert probs.shape == (50, 3)
     assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
-    assert loaded.metrics().training.epochs_run == 1
+    assert loaded.metrics().training.epochs_run == placeholder_metrics().training.epochs_run
     with pytest.raises(ValueError, match=r"shape \[n, 30\]"):
         loaded.predict_features(features[:, :5])
     with pytest.raises(ValueError, match="NaN"):
